@@ -52,9 +52,10 @@ from handlers.replies import (
     unread,
     went_out,
 )
-from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink, quoted
+from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink
 from services.documents import TextFile
 from services.errors import AnswerInProgress, InferenceError
+from services.fitting import quoted
 from services.kept import Firsts
 
 if TYPE_CHECKING:

@@ -81,8 +81,9 @@ from handlers.replies import (
 )
 from models.outbox import Outbound
 from services.answers import Shown
-from services.chat import Question, quoted
+from services.chat import Question
 from services.errors import AnswerInProgress, InsufficientCredit, VeilError
+from services.fitting import quoted
 from services.kept import Firsts
 
 if TYPE_CHECKING:

@@ -8,11 +8,12 @@ client into an ``AnswerSink`` (the bot's Telegram-facing side), settles, and sto
 exchange encrypted once it is finished or the user stopped it.
 The model's window is the one the gateways' signed bundles state for it, at most
 ``context_tokens`` (also the window of a model they state none for); the answer may have what
-the context leaves of it, at most ``max_answer_tokens``. A question too long on its own for that
-by its ceiling (a text file, a long paste) is asked with the answer's room all the same, and if
-the model server refuses it, fitted by the count its refusal states (``_refit``): asked again
-for what the window leaves, or a text file (``Question.document``) cut to its start, the user
-told how much of it was read (``Answer.file_read``). A failed answer stores nothing (the
+the context leaves of it, at most ``max_answer_tokens`` (the rules: ``services.fitting``). A
+question too long on its own for that by its ceiling (a text file, a long paste) is asked with
+the answer's room all the same, and if the model server refuses it, fitted by the count its
+refusal states (``Fitter.refit``): asked again for what the window leaves, or a text file
+(``Question.document``) cut to its start, the user told how much of it was read
+(``Answer.file_read``). A failed answer stores nothing (the
 text that arrived intact before the failure is still delivered, since it is paid for), and the
 prompt is kept in memory only, so the user's Retry button can resend it (a text file's whole,
 fitted anew: ``Failed``): under a key of its own that the failure carries (``InferenceError.retry``,
@@ -58,7 +59,7 @@ one a topic, or the chat's own; an answer in another topic leaves it as it is), 
 2048 tokens leaves the context no more than the answer's own room), its end goes quoted before
 it, so the model always sees where it stopped; where it cannot hold the question the cut
 answer answers (a text file), that question goes cut in its middle before the answer
-(``_continuing``), so the model still sees what it was answering. A continuation that failed
+(``Fitter.continuing``), so the model still sees what it was answering. A continuation that failed
 is asked again by Retry as a continuation (``Failed.continues``), fitted the same way.
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
@@ -81,7 +82,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import re
 import secrets
 import time
 from collections import OrderedDict
@@ -116,6 +116,7 @@ from services.errors import (
     history_failures,
     settings_failures,
 )
+from services.fitting import Context, Fitter, Turn
 from services.inference import (
     ChatRequest,
     Completion,
@@ -128,10 +129,10 @@ from services.inference import (
 from services.kept import Kept
 from services.think_tags import Piece, ThinkTags
 from services.titles import TITLE_TOKENS, clean_title, title_messages
-from services.tokens import MESSAGE_OVERHEAD, answer_tokens, prompt_tokens, text_tokens
+from services.tokens import answer_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Sequence
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
@@ -144,12 +145,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("veil.chat")
 
-_WINDOW_STATED = re.compile(
-    r"maximum context length is (\d+) tokens|available context size \((\d+) tokens\)"
-)
-_PROMPT_STATED = re.compile(
-    r"request has (\d+) input tokens|\((\d+) in the messages|request \((\d+) tokens\) exceeds"
-)
 REFITS = 3  # how often a question alone too long is fitted by the model server's count again
 _RETRY_MEMORY = 10_000  # failed questions kept for Retry buttons (cut answers for Continue), in all
 KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut answers)
@@ -406,38 +401,12 @@ class _Asked:
 
 
 @dataclass(frozen=True, slots=True)
-class _Turn:
-    """A turn before the question: its role, text and the most tokens it can take.
-
-    ``tokens``: its text's ceiling, or (``for_model``) its stored count where the model asked
-    now made it (an answer counted by its receipt, ``services.tokens``): another model's
-    tokenizer may cut the same text into more tokens. ``count``: the stored count, if any.
-    """
-
-    role: str
-    text: str = field(repr=False)
-    tokens: int
-    count: TokenCount | None = None
-
-    @classmethod
-    def said(cls, role: str, text: str, count: TokenCount | None = None) -> _Turn:
-        """A turn counted by its text's ceiling, keeping its stored ``count`` for later."""
-        return cls(role, text, text_tokens(text), count)
-
-    def for_model(self, model: str) -> _Turn:
-        """This turn counted as ``model`` reads it: by its count if ``model`` made it."""
-        if self.count is None or self.count.model != model:
-            return self
-        return dataclasses.replace(self, tokens=min(self.count.tokens, self.tokens))
-
-
-@dataclass(frozen=True, slots=True)
 class _Opened:
     """The asker, the conversation to store into (None: one-off), the turns before it."""
 
     user: UserRecord
     conversation: int | None
-    history: list[_Turn]
+    history: list[Turn]
     unnamed: bool = False  # a conversation with no turns and no title yet
 
 
@@ -451,19 +420,11 @@ class _Ended:
 
 
 @dataclass(slots=True)
-class _Context:
-    messages: list[dict[str, str]]
-    tokens: int  # the ceiling ``prompt_tokens(messages)`` gives, counted once while building
-    max_answer: int  # the most answer tokens to ask for (``ChatService._answer_cap``)
-    dropped: int = 0
-
-
-@dataclass(slots=True)
 class _Fitting:
     """The prompt asked and its context, as fitted again after the model server's refusals."""
 
     prompt: str
-    context: _Context
+    context: Context
     retried: bool = False  # the history trimmed once more
     refits: int = 0  # the question alone fitted by the model server's count
     kept: int | None = None  # the characters of the question's file read (None: all)
@@ -479,7 +440,7 @@ class _Refused:
     """
 
     error: ContextTooLong
-    history: list[_Turn]
+    history: list[Turn]
     window: int
     streamed: bool = False
     left: bool = False
@@ -819,13 +780,13 @@ class ChatService:
         user, conversation = opened.user, opened.conversation
         model = await self.model_for(user.model)
         window = self._window(model)
-        prompt, context = self._asking(
+        prompt, context = self._fit.asking(
             question,
             [turn.for_model(model) for turn in opened.history],
             window,
-            self._budget(window),
+            self._fit.budget(window),
         )
-        fitting = _Fitting(prompt, self._with_room(context, window))
+        fitting = _Fitting(prompt, self._fit.with_room(context, window))
         parts = FoldedText()
         begun = False
         while True:
@@ -948,18 +909,18 @@ class ChatService:
     ) -> None:
         """Fit a question the model server refused as too long again (``fitting``), or raise.
 
-        The question alone, nothing streamed: by the model server's count (``_refit``), at
+        The question alone, nothing streamed: by the model server's count (``Fitter.refit``), at
         most ``REFITS`` times. With history: trimmed once more, every turn by its ceiling now
         (the model server may have counted more than the stored counts said; the opened turns
-        are, until ``_Turn.for_model``), and the part quoted (a reply's, a continuation's) as
+        are, until ``Turn.for_model``), and the part quoted (a reply's, a continuation's) as
         much as fits that. Else the refusal is the user's (``QuestionTooLong`` for a question
         alone: /new would not help, it must shrink), its prompt kept for Retry.
         """
         exc, window = refused.error, refused.window
-        alone = self._alone(fitting.context)
+        alone = self._fit.alone(fitting.context)
         refit = None
         if not refused.streamed and alone and fitting.refits < REFITS:
-            refit = self._refit(question, fitting.context, exc.message, window, fitting.kept)
+            refit = self._fit.refit(question, fitting.context, exc.message, window, fitting.kept)
         if refit is not None:
             fitting.prompt, fitting.context, fitting.kept = refit
             fitting.refits += 1
@@ -977,8 +938,8 @@ class ChatService:
                 retried=question.retried,
             )
             raise exc
-        fitting.prompt, fitting.context = self._asking(
-            question, refused.history, window, self._budget(window) // 2
+        fitting.prompt, fitting.context = self._fit.asking(
+            question, refused.history, window, self._fit.budget(window) // 2
         )
         fitting.retried = True
         log.info("chat.context_trimmed", dropped=fitting.context.dropped)
@@ -1001,7 +962,7 @@ class ChatService:
         """
         try:
             await _previous_finished(generation)
-            history = [_Turn.said(role, text) for role, text in question.context]
+            history = [Turn.said(role, text) for role, text in question.context]
             with history_failures("cannot read the conversation"):
                 if not question.keep_history:
                     user = await self.store.ensure_user(question.user_id, question.language)
@@ -1012,7 +973,7 @@ class ChatService:
         finally:
             generation.opened.set()
         if question.reads_history:
-            history += [_Turn.said(turn.role, turn.text, turn.tokens) for turn in opened.turns]
+            history += [Turn.said(turn.role, turn.text, turn.tokens) for turn in opened.turns]
         unnamed = not opened.turns and not opened.titled
         return _Opened(opened.user, opened.conversation_id, history, unnamed=unnamed)
 
@@ -1360,7 +1321,7 @@ class ChatService:
         user_id: int,
         request_id: bytes,
         model: str,
-        context: _Context,
+        context: Context,
         generation: _Generation,
         *,
         chat: AnswerChat | None = None,
@@ -1486,259 +1447,15 @@ class ChatService:
         await show(tags.end())  # a tag's start held to the end was text (or thinking)
         return completion
 
+    @property
+    def _fit(self) -> Fitter:
+        """The rules this service fits a question into its model's window by."""
+        return Fitter(self.system_prompt, self.max_answer_tokens, self.min_answer_tokens)
+
     def _window(self, model: str) -> int:
         """``model``'s window: the bundles' for it, at most ``context_tokens`` (their default)."""
         stated = self.inference.window(model)
         return self.context_tokens if stated is None else min(stated, self.context_tokens)
-
-    def _room(self, window: int) -> int:
-        """Tokens kept for the answer: ``max_answer_tokens``, at most half the window."""
-        return min(self.max_answer_tokens, window // 2)
-
-    def _budget(self, window: int) -> int:
-        """Tokens the context may take: the model's window less the answer's room."""
-        return window - self._room(window)
-
-    def _alone(self, context: _Context) -> bool:
-        """Whether ``context`` holds the question alone (and the system prompt): no history."""
-        return len(context.messages) <= 1 + bool(self.system_prompt)
-
-    def _answer_cap(self, window: int, context_tokens: int) -> int:
-        """The most answer tokens to ask for: what the context leaves of the window.
-
-        At most ``max_answer_tokens``; at least the room the budget kept, since a context
-        within the budget leaves that much. Only a prompt too long on its own for the budget
-        leaves less: it is then asked with the shortest answer worth having
-        (``min_answer_tokens``), and the model server, counting exactly, decides. (The Mini
-        App's page fits its requests by this same rule; the bot's own answers then ask for
-        more, ``_with_room``.)
-        """
-        fits = window - context_tokens
-        floor = min(self.min_answer_tokens, self.max_answer_tokens)
-        return max(floor, min(self.max_answer_tokens, fits))
-
-    def _with_room(self, context: _Context, window: int) -> _Context:
-        """``context`` asking for the answer's whole room, where its ceiling left it less.
-
-        A prompt too long on its own for the budget by its ceiling (a long text file, a long
-        paste) was asked with ``min_answer_tokens``, a stub of an answer: its ceiling is
-        several times its true count in most languages. It asks for the room now, and the
-        model server, counting exactly, refuses it if it is too long for that, saying how long
-        it is (``_refit``).
-        """
-        return dataclasses.replace(context, max_answer=max(context.max_answer, self._room(window)))
-
-    def _refit(
-        self, question: Question, context: _Context, refusal: str, window: int, kept: int | None
-    ) -> tuple[str, _Context, int | None] | None:
-        """The question again, fitted to the window by the model server's ``refusal``; or None.
-
-        ``context`` (the question alone) was refused as too long; the refusal states the
-        prompt's tokens and the model's window (vLLM's wording, ``context_refusal``). With
-        them, a question that leaves an answer at least half its usual room (or any answer
-        worth having, where it is no file) is asked again whole, for what the window leaves;
-        a file that does not is cut (``kept``: the characters of it read so far, None: all) to
-        leave the answer its room, its start read. Without them a file is cut to the budget by
-        its ceiling, which always fits, and anything else is asked once for what its ceiling
-        leaves (``_answer_cap``: ``min_answer_tokens`` at least), as it was before the room was
-        asked for (some model servers state no exact count: a later vLLM says "at least").
-        Returns (prompt, context, characters of the file kept).
-        """
-        stated = context_refusal(refusal)
-        document = question.document
-        if stated is not None:
-            window = min(window, stated[0])
-            left = window - stated[1]
-            wanted = min(self.min_answer_tokens, self.max_answer_tokens)
-            if document is not None:
-                wanted = max(wanted, self._room(window) // 2)
-            if wanted <= left < context.max_answer:
-                return context.messages[-1]["content"], self._capped(context, left), kept
-        if document is None:
-            shortest = self._answer_cap(window, context.tokens)
-            if stated is not None or shortest >= context.max_answer:
-                return None
-            return context.messages[-1]["content"], self._capped(context, shortest), kept
-        budget = self._budget(window)
-        cut = self._cut_file(document, kept, budget, None if stated is None else stated[1])
-        if cut is None:
-            return None
-        prompt = document.question(cut)
-        return prompt, self._with_room(self._context([], prompt, window, budget), window), cut
-
-    def _capped(self, context: _Context, most: int) -> _Context:
-        """``context`` asking for at most ``most`` answer tokens."""
-        return dataclasses.replace(context, max_answer=min(most, context.max_answer))
-
-    def _cut_file(
-        self, document: TextFile, kept: int | None, budget: int, counted: int | None
-    ) -> int | None:
-        """How many characters of ``document`` to read so the question fits ``budget`` tokens.
-
-        ``counted``: the model server's count of the question with ``kept`` characters (None:
-        all of them) read, if it said. By that count, the file's share of the budget (the rest
-        of the question by its ceiling scaled as the count scales the whole question's: by its
-        ceiling alone a long question, a caption or the texts joined to an album, was over the
-        budget by itself, and the file refused where a start of it fitted; the file by the
-        whole count, which is higher), with a twentieth to spare; else by the ceilings alone.
-        The scale is the file's: a Russian caption over a file of code (or digits) is scaled
-        down too little, over the budget by itself where it fits with a start of the file;
-        then the rest is taken at the least it can count (the file at most its ceiling), and
-        a cut too long is told by the next count. None when not a character fits even so, or
-        the count gives no fewer characters than now.
-        """
-        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-
-        def tokens(characters: int) -> int:
-            return prompt_tokens(
-                [*head, {"role": "user", "content": document.question(characters)}]
-            )
-
-        now = len(document.text) if kept is None else kept
-        if now <= 0:
-            return None
-        rest = tokens(0)
-        if counted is not None:  # the rest's ceiling as far over its count as the whole's
-            whole = max(tokens(now), 1)
-            scaled = min(rest, rest * counted // whole)
-            # The least the rest can count: the file counts at most its ceiling.
-            least = max(0, counted - (whole - rest))
-            rest = scaled if scaled < budget else least
-            if budget <= rest:
-                return None
-            share = (budget - rest) * now * 19 // (max(counted, 1) * 20)
-            return share if 0 < share < now else None
-        if budget <= rest:
-            return None
-        low, high = 0, now  # tokens(low) fits; tokens(high) may not
-        while high - low > 1:
-            middle = (low + high) // 2
-            if tokens(middle) <= budget:
-                low = middle
-            else:
-                high = middle
-        return low or None
-
-    def _asking(
-        self, question: Question, history: Sequence[_Turn], window: int, budget: int
-    ) -> tuple[str, _Context]:
-        """The prompt to ask and its context: ``history`` trimmed to ``budget`` of ``window``.
-
-        ``history`` counts as the model asked reads it (``_Turn.for_model``), or by ceilings.
-        The message the question replies to goes before it, quoted, when the context does not
-        hold it already (``Question.replied``): as much of it as fits ``budget``. So does the
-        cut answer a continuation goes on with (``Question.continues``), by its end.
-        """
-        prompt = question.prompt
-        context = self._context(history, prompt, window, budget)
-        replied, ending = question.replied, False
-        if question.continues and history and history[-1].role == "assistant":
-            replied, ending = history[-1].text, True
-            if not _holds(context.messages, replied):
-                continuing = self._continuing(history, prompt, window, budget)
-                if continuing is not None:
-                    return prompt, continuing
-        if replied is None or _holds(context.messages, replied):
-            return prompt, context
-        quote = self._fitting_quote(replied, prompt, budget, ending=ending)
-        if quote is None:
-            return prompt, context
-        prompt = quoted(quote, prompt)
-        return prompt, self._context(history, prompt, window, budget)
-
-    def _continuing(
-        self, history: Sequence[_Turn], prompt: str, window: int, budget: int
-    ) -> _Context | None:
-        """A continuation's context where its cut answer's question did not fit: cut to fit.
-
-        The question was too long to go with the cut answer (a text file, a long paste), so
-        the context dropped both, and the model was asked to go on with an answer about a text
-        it no longer saw. Its start and end now go around "…" (a file's name and opening, the
-        caption that asked about it), as much as fits before the cut answer, whole. None where
-        not even that fits: the answer's end is then quoted before the request.
-        """
-        if len(history) < 2 or history[-2].role != "user":  # noqa: PLR2004 -- question, answer
-            return None
-        asked, answer = history[-2].text, history[-1]
-
-        def context(keep: int) -> _Context:
-            head, tail = asked[: keep - keep // 2], asked[len(asked) - keep // 2 :]
-            cut = _Turn.said("user", f"{head.rstrip()}\n…\n{tail.lstrip()}")
-            return self._context([cut, answer], prompt, window, budget)
-
-        low, high = 0, len(asked)  # context(low) holds both turns (or low is 0); asked does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            if context(middle).dropped == 0:
-                low = middle
-            else:
-                high = middle
-        return context(low) if low and context(low).dropped == 0 else None
-
-    def _fitting_quote(
-        self, replied: str, prompt: str, budget: int, *, ending: bool = False
-    ) -> str | None:
-        """As much of ``replied`` as fits, quoted before ``prompt``, in ``budget`` tokens.
-
-        Its start, cut with "…", where the whole would not fit (``ending``: its end, after
-        "…"): a quote that does not fit squeezed the answer to ``min_answer_tokens`` (or made a
-        question that fits alone "too long"). None where not even a start (or end) of it fits.
-        """
-        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-
-        def fits(quote: str) -> bool:
-            asked = {"role": "user", "content": quoted(quote, prompt)}
-            return prompt_tokens([*head, asked]) <= budget
-
-        def part(length: int) -> str:
-            return "…" + replied[len(replied) - length :] if ending else replied[:length] + "…"
-
-        if fits(replied):
-            return replied
-        low, high = 0, len(replied)  # part(low) fits (or low is 0); replied does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            if fits(part(middle)):
-                low = middle
-            else:
-                high = middle
-        if ending:
-            end = replied[len(replied) - low :].lstrip() if low else ""
-            return f"…{end}" if end.strip() else None
-        start = replied[:low].rstrip()
-        return f"{start}…" if start.strip() else None
-
-    def _context(self, history: Sequence[_Turn], prompt: str, window: int, budget: int) -> _Context:
-        """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
-
-        The answer may then have what the context leaves of ``window``.
-
-        The prompt and system prompt are counted by their ceilings, each turn before by its
-        count (``_Turn.tokens``); the hold is sized by the same sum, so no language is sent
-        over the window.
-        """
-        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        tail = [{"role": "user", "content": prompt}]
-        used = prompt_tokens(head + tail)
-        kept: list[_Turn] = []
-        for turn in reversed(history):
-            cost = turn.tokens + MESSAGE_OVERHEAD
-            if used + cost > budget:
-                break
-            used += cost
-            kept.append(turn)
-        kept.reverse()
-        # A conversation must not open with an orphaned answer.
-        while kept and kept[0].role == "assistant":
-            used -= kept.pop(0).tokens + MESSAGE_OVERHEAD
-        turns = [{"role": turn.role, "content": turn.text} for turn in kept]
-        messages = head + turns + tail
-        return _Context(
-            messages,
-            tokens=used,
-            max_answer=self._answer_cap(window, used),
-            dropped=len(history) - len(kept),
-        )
 
     # -- settings and conversations ----------------------------------------------------------
 
@@ -1930,7 +1647,7 @@ class ChatService:
         the request stopped), so a crash never charges a title it did not keep.
         """
         request_id = secrets.token_bytes(REQUEST_ID_SIZE)
-        context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
+        context = Context(messages, prompt_tokens(messages), TITLE_TOKENS)
         hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
         parts: list[str] = []
         completion: Completion | None = None
@@ -2169,22 +1886,6 @@ class _Quiet:
         """Nothing to show."""
 
 
-def quoted(quote: str, text: str) -> str:
-    """``text`` after ``quote`` as a Markdown block quote, as the model reads a part replied to."""
-    lines = quote.strip().splitlines()
-    return "\n".join(f"> {line}".rstrip() for line in lines) + f"\n\n{text}"
-
-
-def _holds(messages: Sequence[dict[str, str]], quote: str) -> bool:
-    """Whether one of ``messages`` holds ``quote``, as Telegram showed it (Markdown rendered).
-
-    Compared by letters and digits alone: a message shows an answer's Markdown without its
-    marks (``**bold**`` as "bold", a list's "-" as "•") and a long answer in parts.
-    """
-    wanted = _letters(quote)
-    return any(wanted in _letters(message["content"]) for message in messages)
-
-
 def _measured(completion: Completion | None) -> UsageReceipt | None:
     """The receipt of ``completion`` if it verified and holds the model server's own usage."""
     if completion is None or not completion.receipt_valid or completion.receipt is None:
@@ -2218,11 +1919,6 @@ def _asked(completion: Completion | None, prompt: str) -> TokenCount | None:
     return TokenCount(receipt.prompt_tokens, receipt.model)
 
 
-def _letters(text: str) -> str:
-    """The letters and digits of ``text``, case folded."""
-    return "".join(char for char in text.casefold() if char.isalnum())
-
-
 def _shown(text: str) -> str:
     """What of an answer's text there is to show and keep: nothing when it shows nothing.
 
@@ -2230,23 +1926,6 @@ def _shown(text: str) -> str:
     empty, and the asker would read nothing the model said.
     """
     return "" if shows_nothing(text) else text
-
-
-def context_refusal(message: str) -> tuple[int, int] | None:
-    """(the model's window, the prompt's tokens) a model server's "too long" refusal states.
-
-    vLLM says "This model's maximum context length is N tokens. However, your request has M
-    input tokens." (M + the answer asked for over N: "... is too large: A. This model's maximum
-    context length is N tokens and your request has M input tokens (A > N - M)."), older
-    versions and OpenAI-like servers "... However, you requested T tokens (M in the messages,
-    A in the completion).", llama.cpp's server "request (M tokens) exceeds the available context
-    size (N tokens), try increasing it". None where the wording is none of these.
-    """
-    window = _WINDOW_STATED.search(message)
-    prompt = _PROMPT_STATED.search(message)
-    if window is None or prompt is None:
-        return None
-    return int(next(g for g in window.groups() if g)), int(next(g for g in prompt.groups() if g))
 
 
 def _question_too_long(exc: ContextTooLong) -> QuestionTooLong:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from services.audit import Auditor
-from services.chat import context_refusal
 from services.documents import TextFile
+from services.fitting import context_refusal
 from services.titles import TITLE_PROMPT, TITLE_TOKENS, title_messages
 from services.tokens import prompt_tokens
 from tests.botstack import running_stack

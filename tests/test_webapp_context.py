@@ -1,10 +1,10 @@
 """The page sends the history that fits the model's window, by the bot's own rule.
 
 ``webapp/src/context.js`` (run from the shipped bundle in Node) against the Python reference,
-``ChatService._window``, ``_context`` and ``_answer_cap`` (services/chat.py): the same turns
-kept, the same prompt ceiling and the same answer cap, for windows the bundle states (at most
-the bot's limit), for texts in several scripts, a question too long on its own, and a history
-that would open with an orphaned answer.
+``ChatService._window`` (services/chat.py), ``Fitter.context`` and ``answer_cap``
+(services/fitting.py): the same turns kept, the same prompt ceiling and the same answer cap,
+for windows the bundle states (at most the bot's limit), for texts in several scripts, a
+question too long on its own, and a history that would open with an orphaned answer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any, cast
 
 import pytest
 
-from services.chat import ChatService, _Turn
+from services.chat import ChatService
+from services.fitting import Turn
 from tests.miniapp import node_ready
 from tests.test_webapp_crypto import node
 
@@ -46,8 +47,8 @@ def reference(case: dict[str, Any]) -> dict[str, Any]:
     )
     window = chat._window("m")
     # The page keeps the history on the device, with no receipts' counts: every turn's ceiling.
-    history = [_Turn.said(turn["role"], turn["content"]) for turn in case["turns"]]
-    context = chat._context(history, case["question"], window, chat._budget(window))
+    history = [Turn.said(turn["role"], turn["content"]) for turn in case["turns"]]
+    context = chat._fit.context(history, case["question"], window, chat._fit.budget(window))
     return {
         "window": window,
         "messages": context.messages,

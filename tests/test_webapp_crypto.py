@@ -21,7 +21,7 @@ from sealed.encoding import b64d, b64e
 from sealed.errors import MalformedMessage
 from sealed.request import open_request
 from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final, Reasoning
-from services.chat import context_refusal
+from services.fitting import context_refusal
 from tests.harness import CLIENT_KEY, REPO, SEALED_REQUEST_TYPE
 from tests.miniapp import node_ready
 

@@ -1,7 +1,7 @@
 // What the page sends of the device history: the newest turns that fit the model's window.
 //
-// The rule is the bot's own for ordinary chats (services/chat.py, ChatService._context and
-// _answer_cap; services/tokens.py), so both modes agree and tests/test_webapp_context.py checks
+// The rule is the bot's own for ordinary chats (services/fitting.py, Fitter.context and
+// answer_cap; services/tokens.py), so both modes agree and tests/test_webapp_context.py checks
 // this code against it: every token is at least one UTF-8 byte of its text, each message costs
 // MESSAGE_OVERHEAD more and a request REQUEST_OVERHEAD, so the counts are ceilings in every
 // language. The window is the one the verified bundle states for the model, at most the bot's
@@ -73,7 +73,7 @@ const PROMPT_STATED = /request has (\d+) input tokens|\((\d+) in the messages|re
 
 /**
  * ``{window, prompt}`` a model server's "too long" refusal states (vLLM's and llama.cpp's, as
- * services/chat.py's ``context_refusal`` reads them), or null where it states neither.
+ * services/fitting.py's ``context_refusal`` reads them), or null where it states neither.
  */
 export function contextRefusal(message) {
   const window = WINDOW_STATED.exec(message || "");
