@@ -25,7 +25,9 @@ answered twice (``editors.answered``); one edited is answered as sent, and its a
 person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
 with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
 admin). ``/terms`` and ``/paysupport`` in a group are told to the member alone, as notices
-are. A group upgraded to a supergroup (a new chat id) takes its settings along
+are, and so is ``/help@veil`` (or ``/start@veil``): how to ask here. ``/stop`` or ``/cancel``
+stops the sender's own answer in that group and topic, as its button does (``cmd_stop``). A
+group upgraded to a supergroup (a new chat id) takes its settings along
 (``on_upgraded``).
 """
 
@@ -243,6 +245,48 @@ async def cmd_ask(message: Message, command: CommandObject, texts: Texts, kit: G
             await tell_alone(message, texts("ask_usage"), kit.editors)
         return
     await answer_in_group(message, question, texts, kit)
+
+
+async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
+    """``/stop`` or ``/cancel`` in a group: the sender's own answer there stops, as its button.
+
+    Only theirs, in this group and this forum topic (``_GroupAnswer.stop``): never another
+    member's, nor theirs in another group, topic or their private chat. With nothing of theirs
+    to stop, ``/stop@veil`` is told so, alone (they named Veil: a word back is owed, and a
+    notice to one person does not disturb the group); a bare ``/stop`` stays silent, as it
+    may be for another bot in the group (Telegram sends it to each that reads the group).
+    """
+    if not kit.editors.answered.first((message.chat.id, message.message_id)):
+        return  # delivered again: done already
+    user = message.from_user
+    answer = None
+    if user is not None and message.sender_chat is None:
+        answer = kit.asking.get((message.chat.id, user.id))
+    if answer is not None and answer.asker.thread_id == forum_topic(message):
+        stopped = answer.stop()
+        if stopped is not None:
+            log.info("groups.stopped_by_command", how=stopped)
+            if stopped == "withdrawn":
+                await tell_alone(message, texts("group_question_withdrawn"), kit.editors)
+            return
+    if command.mention is None or not (await kit.groups.settings(message.chat.id)).answers:
+        return
+    await tell_alone(message, texts("group_nothing_to_stop"), kit.editors)
+
+
+async def cmd_help(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
+    """``/help@veil`` or ``/start@veil`` in a group: how to use Veil here, told alone.
+
+    They were silent in a group, as if Veil were broken. A bare one may be another bot's
+    (Telegram sends it to each that reads the group): silent; so in a group that turned
+    answers off, as the usage line is there.
+    """
+    if command.mention is None or not kit.editors.answered.first(
+        (message.chat.id, message.message_id)
+    ):
+        return
+    if (await kit.groups.settings(message.chat.id)).answers:
+        await tell_alone(message, texts("group_help"), kit.editors)
 
 
 async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
@@ -565,6 +609,8 @@ class _GroupAnswer:
     read_in_turn: ResultChatMemberUnion | None = None  # ``_joined``'s, once the turn came
     shown: Shown | None = None
     sink: EditedAnswer | None = None
+    stop_tag: str | None = None  # its stop button's, once its turn came
+    withdrawn: bool = False  # stopped by ``/stop`` before the model was asked (``stop``)
 
     async def run(self) -> None:
         """In the group's turn: the placeholder, the answer streamed into it, its note.
@@ -582,6 +628,31 @@ class _GroupAnswer:
             if self.kit.asking.get(asking) is self:  # not their next question, asked since
                 del self.kit.asking[asking]
 
+    def stop(self) -> Literal["stopped", "withdrawn"] | None:
+        """``/stop`` from the asker: stop this answer as its button would; None: nothing to stop.
+
+        Streaming, it stops as a pressed stop button stops it (``ChatService.cancel`` with the
+        button's tag, never another answer of the asker's): the part shown stays, charged, or
+        the placeholder says it stopped. Waiting for the group's turn, it is withdrawn: let go
+        in its turn, unasked and uncharged ("withdrawn": the asker is told, nothing public
+        says it), and the asker may ask again at once. In its turn, before the model was asked
+        (the placeholder being posted), it ends there as one stopped before a word.
+        """
+        if self.written:
+            return None
+        if self.stop_tag is None:
+            self.withdrawn = True
+            asking = (self.asker.chat_id, self.asker.user_id)
+            if self.kit.asking.get(asking) is self:
+                del self.kit.asking[asking]
+            return "withdrawn"
+        if self.sink is None:
+            self.withdrawn = True
+            return "stopped"
+        return (
+            "stopped" if self.kit.chat.cancel(self.asker.user_id, stop_tag=self.stop_tag) else None
+        )
+
     @property
     def written(self) -> bool:
         """Whether the model's answer is whole in the group (its last edit made or under way)."""
@@ -597,26 +668,17 @@ class _GroupAnswer:
         """
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
-            if joined is not None and await self._asker_gone(joined):
-                return
+            if self.withdrawn or (joined is not None and await self._asker_gone(joined)):
+                return  # withdrawn as it waited (``stop``): nothing of Telegram's to ask
             thread = self._thread()
             if self.asks_about and not thread:  # about an answer that failed before any text
                 await self._nothing_to_ask()
                 return
-            tag = new_tag()
-            stop = stop_keyboard(texts, tag)
-            placeholder = await self._placeholder(stop)
-            if placeholder is None:
+            tag = self.stop_tag = new_tag()
+            opened = await self._open(tag)
+            if opened is None:
                 return
-            self.kit.posted(chat_id)
-            self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
-            sink = await editors.in_chat(
-                chat_id,
-                placeholder,
-                stop_markup=stop,
-                more_label=texts("read_whole"),
-                gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
-            )
+            placeholder, sink = opened
             context, replied = one_off(thread)
             asked = Question(
                 self.asker.user_id,
@@ -651,6 +713,36 @@ class _GroupAnswer:
             question = quoted(replied, self.question)
         said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
+
+    async def _open(self, tag: str) -> tuple[int, EditedAnswer] | None:
+        """The placeholder with the stop button ``tag``, posted, and the sink streaming into it.
+
+        None: nobody to answer (``_placeholder``), or the asker stopped it (``stop``): as it
+        waited for its turn (they were told, nothing is posted), or as the placeholder went
+        up, which then says it stopped, as one stopped by its button before a word does.
+        Nothing is asked of the model or charged either way.
+        """
+        editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
+        stop = stop_keyboard(texts, tag)
+        placeholder = await self._placeholder(stop)
+        if placeholder is None:
+            return None
+        self.kit.posted(chat_id)
+        self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
+        sink = await editors.in_chat(
+            chat_id,
+            placeholder,
+            stop_markup=stop,
+            more_label=texts("read_whole"),
+            gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
+        )
+        if self.withdrawn:  # ``/stop`` as the placeholder went up
+            log.info("groups.withdrawn", posted=True)
+            editors.chains.remember(chat_id, placeholder, ())
+            self.shown = None
+            await sink.say(texts("cancelled"))
+            return None
+        return placeholder, sink
 
     async def _asker_gone(self, joined: Awaitable[Joined] | None) -> bool:
         """Whether the asker left the group, or was banned, since they asked.
@@ -756,6 +848,8 @@ class _GroupAnswer:
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
 
+        Nor one withdrawn by its asker as it waited (``stop``): nothing is posted.
+
         Telegram refusing it means the question was deleted before its turn came, the bot
         removed from the group, the group upgraded to a supergroup meanwhile (the question is
         not in the supergroup), or its forum topic closed (``not_answered``): nothing is asked
@@ -766,6 +860,9 @@ class _GroupAnswer:
         placeholder, whose stop button it shares (the same answer: either stops it). A second
         one that comes back so is Telegram's path failing: it goes to ``failed``.
         """
+        if self.withdrawn:  # by ``/stop`` as it waited (``stop``): the asker was told
+            log.info("groups.withdrawn")
+            return None
         editors, text = self.kit.editors, self.texts("group_placeholder")
         for attempt in range(PLACEHOLDER_TRIES):
             try:
@@ -1019,6 +1116,8 @@ def build_router() -> Router:
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
     own = ~F.forward_origin  # a forwarded command is someone else's words: not run here
     router.message.register(cmd_ask, Command("ask", ignore_case=True), own)
+    router.message.register(cmd_stop, Command("stop", "cancel", ignore_case=True), own)
+    router.message.register(cmd_help, Command("help", "start", ignore_case=True), own)
     router.message.register(cmd_groupsettings, Command("groupsettings", ignore_case=True), own)
     router.message.register(cmd_terms, Command("terms", ignore_case=True), own)
     router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True), own)
