@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
 from common.logs import describe
@@ -24,7 +24,7 @@ from handlers.callbacks import BuyPack, BuyPlan
 from handlers.commands import TextCommand
 from handlers.replies import TELEGRAM_LATER, buy_keyboard, per_thousand
 from services.prices import format_units
-from services.shop import CURRENCY, SUBSCRIPTION_PERIOD
+from services.shop import CURRENCY, RENEWAL_GRACE_S, SUBSCRIPTION_PERIOD
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from models import Store
     from services.chat import ChatService
     from services.credit import Credit
-    from services.shop import Shop
+    from services.shop import Payment, Shop
     from services.ton.books import TonBooks
     from services.ton.shop import TonShop
 
@@ -61,6 +61,10 @@ CHECKOUT_GONE = (TelegramBadRequest, TelegramRetryAfter)
 
 def _date(timestamp: int) -> str:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def _moment(timestamp: int) -> str:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _user_id(message: Message) -> int:
@@ -139,12 +143,21 @@ async def on_buy_plan(query: CallbackQuery, bot: Bot, texts: Texts, shop: Shop) 
     """Send a subscription link for the monthly plan; while the plan runs, say so instead.
 
     The plan pressed again once subscribed (on the laptop, say, after paying on the phone)
-    sent a link that pre-checkout refuses (``plan_active``): a second subscription.
+    sent a link that pre-checkout refuses (``plan_active``): a second subscription. So did
+    the plan pressed after its end while Telegram's renewal was still on its way: for
+    ``RENEWAL_GRACE_S`` the button says the renewal is due instead.
     """
     await query.answer()  # first: the order is stored, which may take a while
     until = await shop.plan_running(query.from_user.id)
     if until is not None:
         await bot.send_message(query.from_user.id, texts("plan_running", until=_date(until)))
+        return
+    ended = await shop.renewal_due(query.from_user.id)
+    if ended is not None:
+        after = _moment(ended + RENEWAL_GRACE_S)
+        await bot.send_message(
+            query.from_user.id, texts("plan_renewal_due", ended=_moment(ended), after=after)
+        )
         return
     order = await shop.create_plan_order(query.from_user.id)
     credit = format_units(order.units)
@@ -233,7 +246,10 @@ async def cmd_refund(
         refused = telegram_error(exc)
         if refused == ALREADY_REFUNDED:
             await shop.record_refund(payment.user_id, charge_id)
-            await message.answer(texts("refund_already"))
+            # A /refund before may have refunded and then failed to cancel: this one does.
+            await message.answer(
+                texts("refund_already") + await _cancel_plan(bot, texts, shop, payment)
+            )
         elif payment.refunded:  # booked once Telegram made it; now NOT_FOUND (a fresh playground)
             await message.answer(texts("refund_already"))
         else:  # CHARGE_NOT_FOUND too: the ledger has the payment, Telegram knows no such charge
@@ -242,14 +258,34 @@ async def cmd_refund(
     # Telegram also reports the refund (refunded_payment), and its booking may have taken the
     # credit back before this answer came: taken back either way, once.
     await shop.record_refund(payment.user_id, charge_id)
-    await message.answer(
-        texts(
-            "refund_done",
-            stars=payment.stars,
-            user=payment.user_id,
-            credit=format_units(payment.units),
-        )
+    done = texts(
+        "refund_done", stars=payment.stars, user=payment.user_id, credit=format_units(payment.units)
     )
+    await message.answer(done + await _cancel_plan(bot, texts, shop, payment))
+
+
+async def _cancel_plan(bot: Bot, texts: Texts, shop: Shop, payment: Payment) -> str:
+    """Cancel the subscription a refunded plan payment paid; the line that tells the admin.
+
+    Refunded, the plan stayed subscribed: Telegram charged the user again every 30 days for a
+    plan the admin had refunded. ``editUserStarSubscription`` ends its renewals (the period
+    paid for runs out as it would). Its failure undoes nothing of the refund: the admin is
+    told, and the same /refund again (``CHARGE_ALREADY_REFUNDED`` then) tries it again.
+    Empty for a payment that paid no subscription.
+    """
+    subscription = await shop.subscription_charge(payment)
+    if subscription is None:
+        return ""
+    try:
+        await bot.edit_user_star_subscription(
+            user_id=payment.user_id, telegram_payment_charge_id=subscription, is_canceled=True
+        )
+    except (TelegramAPIError, *TELEGRAM_LATER) as exc:
+        log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
+        reason = exc.message if isinstance(exc, TelegramAPIError) else type(exc).__name__
+        return "\n" + texts("refund_plan_not_canceled", reason=reason, charge=payment.charge_id)
+    log.info("stars.plan_canceled", charge_id=subscription)
+    return "\n" + texts("refund_plan_canceled")
 
 
 # -- the admin's figures and the texts Telegram requires -----------------------------------------

@@ -548,6 +548,35 @@ def m0020_undelivered_notes(db: Database) -> None:
     db.execute("ALTER TABLE undelivered ADD COLUMN notes_taken INTEGER NOT NULL DEFAULT 0")
 
 
+def m0021_ids_not_reused(db: Database) -> None:
+    """Conversation ids are never given out twice; an order's latest approval is kept too.
+
+    ``conversations.id`` is an INTEGER PRIMARY KEY without AUTOINCREMENT, so SQLite gave the
+    largest id again once its row was deleted (``/forget``), and a /history button from before
+    opened the conversation that took it. ``id_marks`` keeps the highest id ever given out
+    (a trigger raises it on every insert) and a new conversation takes the next one
+    (``models.store``): what AUTOINCREMENT does, without rebuilding the table, which the
+    foreign keys of ``users`` and ``turns`` (enforced in this transaction) would have
+    followed or cascaded through. An id deleted before this migration is not known: the mark
+    starts at the largest id there is.
+
+    ``orders.last_approved_at``: an order's latest pre-checkout approval, which the window of
+    ``being_paid`` runs from (``approved_at`` stays the first).
+    """
+    db.execute("CREATE TABLE id_marks (name TEXT PRIMARY KEY, high INTEGER NOT NULL)")
+    db.execute(
+        "INSERT INTO id_marks (name, high)"
+        " SELECT 'conversations', COALESCE(MAX(id), 0) FROM conversations"
+    )
+    db.execute(
+        "CREATE TRIGGER conversations_id_mark AFTER INSERT ON conversations BEGIN"
+        " UPDATE id_marks SET high = NEW.id WHERE name = 'conversations' AND high < NEW.id;"
+        " END"
+    )
+    db.execute("ALTER TABLE orders ADD COLUMN last_approved_at INTEGER")
+    db.execute("UPDATE orders SET last_approved_at = approved_at")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -569,6 +598,7 @@ MIGRATIONS: list[Migration] = [
     m0018_undelivered_progress,
     m0019_undelivered_finish,
     m0020_undelivered_notes,
+    m0021_ids_not_reused,
 ]
 
 

@@ -25,7 +25,9 @@ OrderKind = Literal["pack", "plan"]
 class Order:
     """An invoice; ``id`` is its payload (random, url-safe, single use).
 
-    ``approved_at`` is when its pre-checkout was first approved (before it expired), if ever.
+    ``approved_at`` is when its pre-checkout was first approved (before it expired), if ever;
+    ``last_approved_at`` when it was last approved: a second payment is refused for ``PAYING_S``
+    from each approval, the latest included, not only from the first.
     """
 
     id: str
@@ -38,6 +40,7 @@ class Order:
     created_at: int
     expires_at: int
     approved_at: int | None = None
+    last_approved_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,8 @@ class Payment:
 
 
 _ORDER_COLUMNS = (
-    "id, user_id, kind, pack_id, stars, units, status, created_at, expires_at, approved_at"
+    "id, user_id, kind, pack_id, stars, units, status, created_at, expires_at, approved_at,"
+    " last_approved_at"
 )
 _PAYMENT_COLUMNS = (
     "charge_id, user_id, order_id, stars, units, is_recurring, flagged, flag_reason, refunded,"
@@ -73,7 +77,7 @@ _PAYMENT_COLUMNS = (
 def insert_order(db: Database, order: Order) -> None:
     """Store a new order."""
     db.execute(
-        f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 -- a constant column list
+        f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 -- a constant column list
         [
             order.id,
             order.user_id,
@@ -85,6 +89,7 @@ def insert_order(db: Database, order: Order) -> None:
             order.created_at,
             order.expires_at,
             order.approved_at,
+            order.last_approved_at,
         ],
     )
 
@@ -117,6 +122,7 @@ def get_order(db: Database, order_id: str) -> Order | None:
         created_at=int(row[7]),
         expires_at=int(row[8]),
         approved_at=None if row[9] is None else int(row[9]),
+        last_approved_at=None if row[10] is None else int(row[10]),
     )
 
 
@@ -134,9 +140,11 @@ def purge_orders(db: Database, expired_before: int) -> int:
 
 
 def mark_order_approved(db: Database, order_id: str, at: int) -> None:
-    """Its pre-checkout was approved at ``at`` (the first approval is kept)."""
+    """Its pre-checkout was approved at ``at``: the latest approval, and the first if none was."""
     db.execute(
-        "UPDATE orders SET approved_at = COALESCE(approved_at, ?) WHERE id = ?", [at, order_id]
+        "UPDATE orders SET approved_at = COALESCE(approved_at, ?), last_approved_at = ?"
+        " WHERE id = ?",
+        [at, at, order_id],
     )
 
 
@@ -145,19 +153,22 @@ def withdraw_approval(db: Database, order_id: str, since: int) -> None:
 
     Its answer refused (too late, or held by a flood wait), Telegram failed that payment: no
     Stars are on their way, so nothing is to be kept for them, nor a retry refused for them.
+    An earlier approval of the order (``PAYING_S`` or more before, or this one was refused as
+    ``being_paid``) stays the first: its payment may still be booked, however late.
     """
     db.execute(
-        "UPDATE orders SET approved_at = NULL"
-        " WHERE id = ? AND status = 'pending' AND approved_at >= ?",
-        [order_id, since],
+        "UPDATE orders SET last_approved_at = NULL,"
+        " approved_at = CASE WHEN approved_at >= ? THEN NULL ELSE approved_at END"
+        " WHERE id = ? AND status = 'pending' AND last_approved_at >= ?",
+        [since, order_id, since],
     )
 
 
 def plan_being_paid(db: Database, user_id: int, since: int, until: int, other_than: str) -> bool:
-    """Whether another plan order of the user's, unpaid, was approved in [since, until]."""
+    """Whether another plan order of the user's, unpaid, was last approved in [since, until]."""
     row = db.execute(
         "SELECT 1 FROM orders WHERE user_id = ? AND kind = 'plan' AND status = 'pending'"
-        " AND approved_at BETWEEN ? AND ? AND id != ? LIMIT 1",
+        " AND last_approved_at BETWEEN ? AND ? AND id != ? LIMIT 1",
         [user_id, since, until, other_than],
     ).fetchone()
     return row is not None
@@ -227,6 +238,16 @@ def early_refund(db: Database, charge_id: str, user_id: int) -> bool:
     return row is not None
 
 
+def first_recurring_charge(db: Database, order_id: str, user_id: int) -> str | None:
+    """The charge id of the user's first subscription payment of ``order_id``, or None."""
+    row = db.execute(
+        "SELECT charge_id FROM payments WHERE order_id = ? AND user_id = ? AND is_recurring = 1"
+        " ORDER BY created_at, rowid LIMIT 1",
+        [order_id, user_id],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def plan_until(db: Database, user_id: int) -> int | None:
     """The latest subscription expiry among the user's unrefunded payments, or None."""
     (until,) = db.execute(
@@ -234,6 +255,24 @@ def plan_until(db: Database, user_id: int) -> int | None:
         [user_id],
     ).fetchone()
     return None if until is None else int(until)
+
+
+def renewal_expected(db: Database, user_id: int) -> bool:
+    """Whether the user's plan renews by itself: Telegram is to charge its next period.
+
+    True when the unrefunded payment whose period ends last paid a subscription (recurring)
+    none of whose payments was refunded: a refund cancels the subscription
+    (``editUserStarSubscription``), so no renewal of it comes.
+    """
+    row = db.execute(
+        "SELECT p.is_recurring AND NOT EXISTS (SELECT 1 FROM payments r"
+        " WHERE r.order_id = p.order_id AND r.user_id = p.user_id AND r.refunded = 1)"
+        " FROM payments p WHERE p.user_id = ? AND p.refunded = 0"
+        " AND p.subscription_expires_at IS NOT NULL"
+        " ORDER BY p.subscription_expires_at DESC, p.rowid DESC LIMIT 1",
+        [user_id],
+    ).fetchone()
+    return row is not None and bool(row[0])
 
 
 def _payment(row: Any) -> Payment:  # noqa: ANN401 -- a sqlite3 row is untyped

@@ -906,9 +906,11 @@ def _new_conversation(db: Database, user_id: int, thread_id: int | None = None) 
                 [user_id, thread_id],
             )
         now = int(time.time())
+        # The next id after the highest ever given out (``id_marks``, m0021), never one a
+        # deleted conversation had: a /history button from before /forget names that id.
         cursor = db.execute(
-            "INSERT INTO conversations (user_id, created_at, updated_at, thread_id)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO conversations (id, user_id, created_at, updated_at, thread_id)"
+            " VALUES ((SELECT high + 1 FROM id_marks WHERE name = 'conversations'), ?, ?, ?, ?)",
             [user_id, now, now, thread_id],
         )
         conversation_id = cursor.lastrowid

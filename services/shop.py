@@ -43,6 +43,7 @@ __all__ = [
     "MAX_OPEN_ORDERS",
     "ORDER_TTL_S",
     "PAYING_S",
+    "RENEWAL_GRACE_S",
     "SUBSCRIPTION_PERIOD",
     "IncomingPayment",
     "Order",
@@ -66,8 +67,15 @@ ORDER_PURGE_AFTER_S: Final = 86_400
 # Seconds after an order's pre-checkout was approved during which another is refused: its
 # payment is on its way (Telegram takes it within seconds of the approval), and the same invoice
 # paid on a second device meanwhile was a second charge for one order. After it (a payment that
-# never came) the order may be paid again.
+# never came) the order may be paid again, and that approval opens a window of its own: each
+# approval counts, the latest too, not only the first.
 PAYING_S: Final = 60
+# How long after a plan's period ended its renewal is waited for: Telegram charges the next
+# period at the end of this one, and its payment may reach the bot minutes or hours later.
+# Meanwhile the plan button sends no new link and pre-checkout refuses a plan order
+# (``plan_renewal_due``): paid, it was a second subscription beside the one renewing. A plan
+# cancelled in Telegram (the bot is not told) can be subscribed to here again after it.
+RENEWAL_GRACE_S: Final = 86_400
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
 # A user's unpaid orders that have not expired (an hour's presses of "buy"); one more is
 # refused with a polite word. Nobody pays this many invoices in an hour; a script that presses
@@ -304,13 +312,19 @@ class Shop:
 
         An order approved less than ``PAYING_S`` ago is refused (``being_paid``): the invoice
         paid on the phone and on the laptop at once was charged twice (both credited, the
-        second flagged). A plan order is refused while the user's plan runs (``plan_active``):
-        a second plan link (the plan button pressed on the phone and on the laptop) paid as
-        well subscribed them twice, two charges every 30 days for one plan. Renewals come
-        without a pre-checkout, and a plan cancelled in Telegram is renewed there. Nor may a
-        plan order be paid within ``PAYING_S`` of another's approval (``plan_being_paid``):
-        the two links paid in the same minute, before the first payment was booked, were two
-        subscriptions too.
+        second flagged). The window runs from the latest approval: one anchored on the first
+        let a double payment through after a failed attempt more than a minute old.
+
+        A plan order is refused while the user's plan runs (``plan_active``): a second plan
+        link (the plan button pressed on the phone and on the laptop) paid as well subscribed
+        them twice, two charges every 30 days for one plan. Renewals come without a
+        pre-checkout, and a plan cancelled in Telegram is renewed there. For
+        ``RENEWAL_GRACE_S`` after a renewing plan's end its renewal is awaited
+        (``plan_renewal_due``): Telegram's payment for the next period may come hours late,
+        and a plan order paid meanwhile was a second subscription. Nor may a plan order be
+        paid within ``PAYING_S`` of another's approval (``plan_being_paid``): the two links
+        paid in the same minute, before the first payment was booked, were two subscriptions
+        too.
 
         Fast (an indexed read or two, and one write for an approval), for answering within
         Telegram's 10 seconds. An approval is recorded on the order, so that its payment is
@@ -321,13 +335,17 @@ class Shop:
         if order is None:
             return "unknown_order"
         now = int(self._clock())
-        until = await self.plan_running(user_id) if order.kind == "plan" else None
-        another = order.kind == "plan" and await self._plan_being_paid(user_id, order.id, now)
+        plan = order.kind == "plan"
+        until = await self.plan_running(user_id) if plan else None
+        due = await self.renewal_due(user_id) if plan and until is None else None
+        another = plan and await self._plan_being_paid(user_id, order.id, now)
+        last = order.last_approved_at
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
-            ("being_paid", order.approved_at is not None and _paying(now, order.approved_at)),
+            ("being_paid", last is not None and _paying(now, last)),
             ("plan_active", until is not None),
+            ("plan_renewal_due", due is not None),
             ("plan_being_paid", another),
             ("expired", now > order.expires_at),
             ("wrong_currency", currency != CURRENCY),
@@ -528,6 +546,22 @@ class Shop:
         with ledger_failures():
             return await self._store.read(lambda db: orders.get_payment(db, charge_id))
 
+    async def subscription_charge(self, payment: Payment) -> str | None:
+        """The charge id that names the subscription ``payment`` paid, or None if it paid none.
+
+        A subscription is named by its first payment's charge id (Telegram's
+        ``payments.botCancelStarsSubscription``, behind ``editUserStarSubscription``, takes
+        the charge of the first subscription payment); a renewal pays the same order, so the
+        order's first recurring payment is looked up.
+        """
+        if not payment.is_recurring:
+            return None
+        with ledger_failures():
+            first = await self._store.read(
+                lambda db: orders.first_recurring_charge(db, payment.order_id, payment.user_id)
+            )
+        return first or payment.charge_id
+
     async def plan_until(self, user_id: int) -> int | None:
         """When the user's paid plan period ends (Unix time), or None if never subscribed."""
         with ledger_failures():
@@ -537,6 +571,23 @@ class Shop:
         """When the user's plan period ends (Unix time) if it has not yet; None otherwise."""
         until = await self.plan_until(user_id)
         return until if until is not None and until > int(self._clock()) else None
+
+    async def renewal_due(self, user_id: int) -> int | None:
+        """When the user's plan ended, while its renewal is awaited; None otherwise.
+
+        Awaited for ``RENEWAL_GRACE_S`` after the end of a plan that renews by itself (paid by
+        a subscription that was not refunded, so not cancelled by the bot).
+        """
+        now = int(self._clock())
+
+        def read(db: Database) -> int | None:
+            until = orders.plan_until(db, user_id)
+            if until is None or not until <= now < until + RENEWAL_GRACE_S:
+                return None
+            return until if orders.renewal_expected(db, user_id) else None
+
+        with ledger_failures():
+            return await self._store.read(read)
 
     async def reconcile(self, transactions: Sequence[StarTransaction]) -> list[str]:
         """Compare our payments and refunds with Telegram's; one line per difference.
