@@ -6,6 +6,13 @@ most 10000 Stars on invoice links only). Where Telegram's exact description is k
 (``CHARGE_ALREADY_REFUNDED``, ``CHARGE_NOT_FOUND``, ``STARS_INVOICE_INVALID``...); the wording of
 the length errors is the fake's own. ``StarsPayments`` owns the invoices, charges and the Star
 transaction list; it reaches chats and messages through the ``TelegramState`` it is given.
+
+A recurring payment of a payload the user has no subscription for opens one
+(``StarSubscription``), named by its charge id; another of the same payload is its renewal.
+``editUserStarSubscription(user_id, telegram_payment_charge_id, is_canceled)`` answers True, as
+the Bot API does, for the user's subscription named by its first payment's charge id; any other
+id is ``400 Bad Request: CHARGE_ID_INVALID`` (Telegram's error of
+``payments.botCancelStarsSubscription``), and a missing ``is_canceled`` is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from playground.wire import bad_request, check_reply_markup
 if TYPE_CHECKING:
     from playground.state import TelegramState
 
-__all__ = ["Charge", "PreCheckout", "StarsPayments"]
+__all__ = ["Charge", "PreCheckout", "StarSubscription", "StarsPayments"]
 
 SUBSCRIPTION_PERIOD = 2592000
 MAX_SUBSCRIPTION_STARS = 10000
@@ -40,6 +47,20 @@ class Charge:
     amount: int
     currency: str
     refunded: bool = False
+
+
+@dataclass
+class StarSubscription:
+    """A user's Stars subscription to the bot, named by its first payment's charge id.
+
+    ``renewals`` are the charge ids of its later payments; ``canceled`` is set by the bot's
+    ``editUserStarSubscription(is_canceled=True)`` (Telegram charges no further period then).
+    """
+
+    user_id: int
+    payload: str
+    renewals: list[str]
+    canceled: bool = False
 
 
 @dataclass
@@ -83,6 +104,8 @@ class StarsPayments:
         self.invoices: dict[tuple[int, int], dict[str, Any]] = {}
         self.pre_checkouts: dict[str, PreCheckout] = {}
         self.charges: dict[str, Charge] = {}
+        self.subscriptions: dict[str, StarSubscription] = {}  # by first charge id
+        self._subscribed: dict[tuple[int, str], str] = {}  # (user, payload): first charge id
         self._transactions: list[dict[str, Any]] = []
 
     def methods(self) -> dict[str, Method]:
@@ -92,6 +115,7 @@ class StarsPayments:
             "createInvoiceLink": self._create_invoice_link,
             "answerPreCheckoutQuery": self._answer_pre_checkout_query,
             "refundStarPayment": self._refund_star_payment,
+            "editUserStarSubscription": self._edit_user_star_subscription,
             "getStarTransactions": self._get_star_transactions,
         }
 
@@ -118,6 +142,12 @@ class StarsPayments:
         }
         if invoice.get("is_recurring"):
             source["subscription_period"] = SUBSCRIPTION_PERIOD
+            first = self._subscribed.setdefault((user["id"], invoice["invoice_payload"]), charge_id)
+            subscription = self.subscriptions.setdefault(
+                first, StarSubscription(user["id"], invoice["invoice_payload"], [])
+            )
+            if charge_id != first:
+                subscription.renewals.append(charge_id)
         self._transactions.append(
             {
                 "id": charge_id,
@@ -233,6 +263,17 @@ class StarsPayments:
         if charge.refunded:
             raise bad_request("CHARGE_ALREADY_REFUNDED")
         self.record_refund(charge_id)
+        return True
+
+    def _edit_user_star_subscription(self, p: dict[str, Any]) -> bool:
+        # Form-encoded as "true"/"false" (the wire decodes only the fields it knows).
+        canceled = {"true": True, "false": False}.get(str(p.get("is_canceled")).lower())
+        if canceled is None:
+            raise bad_request('parameter "is_canceled" is required')
+        subscription = self.subscriptions.get(str(p.get("telegram_payment_charge_id", "")))
+        if subscription is None or subscription.user_id != p.get("user_id"):
+            raise bad_request("CHARGE_ID_INVALID")
+        subscription.canceled = canceled
         return True
 
     def _get_star_transactions(self, p: dict[str, Any]) -> dict[str, Any]:

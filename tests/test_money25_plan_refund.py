@@ -71,7 +71,7 @@ async def test_refunding_a_plan_payment_cancels_its_subscription(tmp_path: Path)
         assert _cancels(stack) == [
             {"user_id": USER, "telegram_payment_charge_id": charge, "is_canceled": "true"}
         ]
-        assert stack.telegram.subscriptions[charge].canceled is True
+        assert stack.telegram.payments.subscriptions[charge].canceled is True
         assert await balance_units(stack, USER) == 0
         # Refunded and cancelled, the plan is over: the button offers a new link again.
         menus = len(_menus(stack))
@@ -100,7 +100,7 @@ async def test_refunding_a_renewal_cancels_the_subscription_by_its_first_charge(
         assert _cancels(stack) == [
             {"user_id": USER, "telegram_payment_charge_id": first, "is_canceled": "true"}
         ]
-        assert stack.telegram.subscriptions[first].canceled is True
+        assert stack.telegram.payments.subscriptions[first].canceled is True
 
 
 async def test_a_pack_refund_cancels_nothing(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ async def test_a_cancellation_telegram_refuses_keeps_the_refund_and_is_told_and_
         assert "did not cancel the monthly plan" in told
         assert "Bad Request: CHARGE_ID_INVALID" in told
         assert f"/refund {charge} again" in told
-        assert stack.telegram.subscriptions[charge].canceled is False
+        assert stack.telegram.payments.subscriptions[charge].canceled is False
         assert await balance_units(stack, USER) == 0  # the refund stands
         assert len(stack.telegram.calls_of("refundStarPayment")) == 1
         # The same /refund again: already refunded (nothing taken twice), cancelled now.
@@ -144,7 +144,7 @@ async def test_a_cancellation_telegram_refuses_keeps_the_refund_and_is_told_and_
             "The monthly plan it paid for was cancelled too:"
             " Telegram will not charge the user for it again."
         )
-        assert stack.telegram.subscriptions[charge].canceled is True
+        assert stack.telegram.payments.subscriptions[charge].canceled is True
         assert await balance_units(stack, USER) == 0
 
 
@@ -157,14 +157,14 @@ async def test_the_fake_speaks_edit_user_star_subscription_as_the_bot_api_does()
         bot = make_bot(telegram)
         try:
             assert await bot.edit_user_star_subscription(USER, charge, is_canceled=True) is True
-            assert telegram.subscriptions[charge].canceled is True
-            assert telegram.subscriptions[charge].renewals == [renewal]
+            assert telegram.payments.subscriptions[charge].canceled is True
+            assert telegram.payments.subscriptions[charge].renewals == [renewal]
             assert await bot.edit_user_star_subscription(USER, charge, is_canceled=False) is True
-            assert telegram.subscriptions[charge].canceled is False
+            assert telegram.payments.subscriptions[charge].canceled is False
             for user, wrong in ((USER, pack), (USER, renewal), (USER + 1, charge), (USER, "x")):
                 with pytest.raises(TelegramBadRequest) as refused:
                     await bot.edit_user_star_subscription(user, wrong, is_canceled=True)
                 assert refused.value.message == "Bad Request: CHARGE_ID_INVALID"
-            assert telegram.subscriptions[charge].canceled is False
+            assert telegram.payments.subscriptions[charge].canceled is False
         finally:
             await close_bot(bot)
