@@ -548,6 +548,17 @@ def m0020_undelivered_notes(db: Database) -> None:
     db.execute("ALTER TABLE undelivered ADD COLUMN notes_taken INTEGER NOT NULL DEFAULT 0")
 
 
+def m0023_ton_chain_since(db: Database) -> None:
+    """Where a stream's first read begins by toncenter's clock (``ton_cursors.chain_since``).
+
+    ``since`` is a time of the bot's clock; a bot fast when its stream began reads from
+    earlier by its lead on toncenter's clock. Kept only in memory, a restart with the clock set
+    right read from ``since`` again, in the chain's future, and passed over the payments made
+    between (``services.ton.reader``). None until a lead moved the first read back.
+    """
+    db.execute("ALTER TABLE ton_cursors ADD COLUMN chain_since INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -569,6 +580,7 @@ MIGRATIONS: list[Migration] = [
     m0018_undelivered_progress,
     m0019_undelivered_finish,
     m0020_undelivered_notes,
+    m0023_ton_chain_since,
 ]
 
 
