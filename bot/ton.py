@@ -76,7 +76,7 @@ async def reconcile_ton(parts: TonParts, *, fix: bool = False) -> tuple[int, lis
     transfers: list[Transfer] = []
     for asset in parts.reader.assets:
         cursor = await parts.books.cursor(asset)
-        start = TonCursor(asset, cursor.since, None, None)
+        start = TonCursor(asset, cursor.since, None, None, chain_since=cursor.chain_since)
         transfers.extend(await parts.reader.everything(asset, start))
     fixed: list[str] = []
     if fix:

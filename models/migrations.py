@@ -577,6 +577,17 @@ def m0021_ids_not_reused(db: Database) -> None:
     db.execute("UPDATE orders SET last_approved_at = approved_at")
 
 
+def m0022_ton_chain_since(db: Database) -> None:
+    """Where a stream's first read begins by toncenter's clock (``ton_cursors.chain_since``).
+
+    ``since`` is a time of the bot's clock; a bot fast when its stream began reads from
+    earlier by its lead on toncenter's clock. Kept only in memory, a restart with the clock set
+    right read from ``since`` again, in the chain's future, and passed over the payments made
+    between (``services.ton.reader``). None until a lead moved the first read back.
+    """
+    db.execute("ALTER TABLE ton_cursors ADD COLUMN chain_since INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -599,6 +610,7 @@ MIGRATIONS: list[Migration] = [
     m0019_undelivered_finish,
     m0020_undelivered_notes,
     m0021_ids_not_reused,
+    m0022_ton_chain_since,
 ]
 
 

@@ -8,7 +8,8 @@ The tables (made by the migrations ``m0006_ton_payments`` and ``m0010_ton_late_t
   Whether an order is paid is not stored: it is the sum of the payments credited to it.
 - ``ton_cursors``: per stream (``gram``, ``usdt``) the logical time, hash and chain time
   (``utime``) of the last transaction the watcher processed, and ``since``, when the watcher
-  first ran (history before that is not Veil's).
+  first ran (history before that is not Veil's), with ``chain_since`` (``m0022``), that time
+  by toncenter's clock when the bot's clock was ahead of it.
 - ``ton_payments``: every incoming transfer the watcher recorded, keyed by its transaction hash
   (hex; the PRIMARY KEY is the UNIQUE guard), whether it was ``credited``, kept ``unmatched``
   for the admins, or ``dust``. A credited one has its ledger row ``ton:<hash>`` and keeps the
@@ -67,7 +68,9 @@ class TonOrder:
 class TonCursor:
     """Where a stream's watcher is: the last transaction processed (None before the first).
 
-    ``utime`` is that transaction's chain time (Unix seconds).
+    ``utime`` is that transaction's chain time (Unix seconds). ``chain_since`` is where the
+    first read begins by toncenter's clock when the bot's lead on it moved it before ``since``
+    (None: at ``since``), kept so that a restart reads from the same place (``get_chain_since``).
     """
 
     stream: Asset
@@ -75,6 +78,12 @@ class TonCursor:
     lt: int | None
     hash: str | None
     utime: int | None = None
+    chain_since: int | None = None
+
+    @property
+    def start(self) -> int:
+        """The chain time the first read begins at: ``since``, or earlier as kept."""
+        return self.since if self.chain_since is None else min(self.since, self.chain_since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +247,27 @@ def get_cursor(db: Database, stream: Asset, since: int) -> TonCursor:
         lt=None if lt is None else int(lt),
         hash=None if tx_hash is None else str(tx_hash),
         utime=None if utime is None else int(utime),
+    )
+
+
+def get_chain_since(db: Database, stream: Asset) -> int | None:
+    """Where the stream's first read began by toncenter's clock, if a lead moved it (``m0022``).
+
+    Apart from ``get_cursor``, which reads what every schema since ``m0010`` has.
+    """
+    row = db.execute("SELECT chain_since FROM ton_cursors WHERE stream = ?", [stream]).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def save_chain_since(db: Database, stream: Asset, chain_since: int, now: int) -> None:
+    """Keep where the stream's first read began by toncenter's clock (only ever earlier).
+
+    Only before the stream's first transaction: after it, reads go on from the cursor.
+    """
+    db.execute(
+        "UPDATE ton_cursors SET chain_since = ?, updated_at = ?"
+        " WHERE stream = ? AND lt IS NULL AND ? < COALESCE(chain_since, since)",
+        [chain_since, now, stream, chain_since],
     )
 
 

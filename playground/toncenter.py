@@ -29,13 +29,16 @@ answer 429
 (``rate_limit_next``), fail with another status (``fail_next``), answer a page that is no JSON
 (``garbage_next``; each of them for every endpoint or one ``path``) or answer slowly
 (``delay``), and make the masters' ``get_wallet_address`` throw for one owner
-(``refuse_owner``). ``requests`` records every request.
+(``refuse_owner``), answer exactly what a test gives (``answer_next``), list newest first
+whatever was asked (``newest_first``), or date its answers as a caching proxy's copy
+(``cache_age``). ``requests`` records every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import hashlib
 import itertools
 import json
@@ -190,6 +193,8 @@ class _Fault:
     remaining: int
     path: str | None = None  # only requests to this endpoint (None: any)
     garbage: bool = False  # a 200 whose body is an HTML page, as a proxy in the way gives
+    body: bytes | None = None  # this body as it is (``answer_next``), with these headers
+    headers: dict[str, str] = field(default_factory=dict)
     after: int = 0  # requests (to ``path``) served before the fault begins
 
 
@@ -214,10 +219,14 @@ class FakeToncenter(Served):
     requests: list[Request] = field(default_factory=list)
     keep_requests: int | None = None  # the last N requests kept in ``requests`` (None: all)
     ignore_offset: bool = False  # answer every page as if ``offset`` were 0 (a broken indexer)
+    newest_first: bool = False  # answer every list newest first, whatever ``sort`` asks
     transactions: list[dict[str, Any]] = field(default_factory=list)
     jetton_transfers: list[dict[str, Any]] = field(default_factory=list)
     # owner (raw) -> the exit code every master's get_wallet_address throws for it
     refused_owners: dict[str, int] = field(default_factory=dict)
+    # Answers as a caching proxy gives them (served by ``start`` only): ``Age: <cache_age>``,
+    # and for a whole number a ``Date`` that many seconds old (the copy's).
+    cache_age: int | str | None = None
     _faults: list[_Fault] = field(default_factory=list)
     _lts: itertools.count[int] = field(default_factory=lambda: itertools.count(_first_lt(), 7))
     _runner: web.AppRunner | None = None
@@ -501,6 +510,22 @@ class FakeToncenter(Served):
         """Answer the next ``count`` requests (to ``path``) 200 with an HTML page."""
         self._faults.append(_Fault(HTTPStatus.OK, count, path, garbage=True))
 
+    def answer_next(
+        self,
+        count: int = 1,
+        *,
+        status: int = HTTPStatus.OK,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests (to ``path``) with ``status`` and ``body`` as is.
+
+        ``{"ok": false}`` with a 200, a 429 with ``Retry-After``, a page cut off mid-JSON.
+        """
+        fault = _Fault(status, count, path, body=body, headers=dict(headers or {}))
+        self._faults.append(fault)
+
     # -- serving -----------------------------------------------------------------------------
 
     def routes(self, prefix: str = "") -> list[web.AbstractRouteDef]:
@@ -515,6 +540,7 @@ class FakeToncenter(Served):
         """Listen on a free port of 127.0.0.1; return the base URL."""
         app = web.Application()
         app.router.add_routes(self.routes())
+        app.on_response_prepare.append(self._cached)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -527,6 +553,15 @@ class FakeToncenter(Served):
         """Stop listening."""
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _cached(self, _request: web.Request, response: web.StreamResponse) -> None:
+        """Date an answer as a cache's copy ``cache_age`` old (when set), with its ``Age``."""
+        if self.cache_age is None:
+            return
+        response.headers["Age"] = str(self.cache_age)
+        if isinstance(self.cache_age, int):
+            dated = time.time() - self.cache_age
+            response.headers["Date"] = email.utils.formatdate(dated, usegmt=True)
 
     def calls(self, path: str) -> list[Request]:
         """The requests to ``path`` that were answered 200."""
@@ -549,6 +584,13 @@ class FakeToncenter(Served):
             if fault.garbage:
                 page = "<html><body>502 Bad Gateway</body></html>"
                 reply = web.Response(text=page, content_type="text/html")
+            if fault.body is not None:
+                reply = web.Response(
+                    body=fault.body,
+                    status=status,
+                    headers=fault.headers,
+                    content_type="application/json",
+                )
         params = dict(request.query)
         if request.method == "POST" and request.can_read_body:
             params |= _posted(await request.read())
@@ -604,7 +646,14 @@ class FakeToncenter(Served):
         except (KeyError, AddressError, ValueError):
             return web.json_response({"error": "invalid account"}, status=422)
         found = [tx for tx in self.transactions if tx["account"] == account]
-        page = _page(found, query, "lt", "now", ignore_offset=self.ignore_offset)
+        page = _page(
+            found,
+            query,
+            "lt",
+            "now",
+            ignore_offset=self.ignore_offset,
+            newest_first=self.newest_first,
+        )
         book = {tx["account"]: {"user_friendly": account, "domain": None} for tx in page}
         return web.json_response({"transactions": page, "address_book": book})
 
@@ -620,7 +669,12 @@ class FakeToncenter(Served):
         if "jetton_master" in query:
             found = [t for t in found if t["jetton_master"] == raw(query["jetton_master"])]
         page = _page(
-            found, query, "transaction_lt", "transaction_now", ignore_offset=self.ignore_offset
+            found,
+            query,
+            "transaction_lt",
+            "transaction_now",
+            ignore_offset=self.ignore_offset,
+            newest_first=self.newest_first,
         )
         return web.json_response({"jetton_transfers": page, "address_book": {}, "metadata": {}})
 
@@ -645,13 +699,14 @@ def _address_in(boc: str) -> str | None:
     return None if address is None else str(address.to_str(is_user_friendly=False))
 
 
-def _page(
+def _page(  # noqa: PLR0913 -- the records, the query, its two keys, and two quirks
     records: list[dict[str, Any]],
     query: Any,  # noqa: ANN401 -- a query mapping
     lt_key: str,
     time_key: str,
     *,
     ignore_offset: bool = False,
+    newest_first: bool = False,
 ) -> list[Any]:
     """Filter by lt and time, sort, then ``offset`` and ``limit`` as toncenter does."""
     if "start_lt" in query:
@@ -660,7 +715,8 @@ def _page(
         records = [r for r in records if int(r[lt_key]) <= int(query["end_lt"])]
     if "start_utime" in query:
         records = [r for r in records if int(r[time_key]) >= int(query["start_utime"])]
-    records = sorted(records, key=lambda r: int(r[lt_key]), reverse=query.get("sort") == "desc")
+    newest_first = newest_first or query.get("sort") == "desc"
+    records = sorted(records, key=lambda r: int(r[lt_key]), reverse=newest_first)
     limit = min(int(query.get("limit", "10")), MAX_LIMIT)
     offset = 0 if ignore_offset else int(query.get("offset", "0"))
     return records[offset : offset + limit]

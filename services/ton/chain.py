@@ -220,14 +220,14 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
     if not isinstance(record, dict):
         raise MalformedTransfer("a transaction is not an object")
     tx_hash = normalise_hash(record.get("hash"))
-    lt, utime = _integer(record.get("lt")), _integer(record.get("now"))
+    lt, utime = _integer(record, "lt", tx_hash), _integer(record, "now", tx_hash)
     description = record.get("description")
     aborted = isinstance(description, dict) and description.get("aborted") is True
     message = record.get("in_msg")
     if not isinstance(message, dict) or message.get("source") in {None, ""}:
         return Transfer("gram", tx_hash, lt, utime, None, 0, None, skip="not_incoming")
     sender = raw_address(message.get("source"))
-    amount = _integer(message.get("value"))
+    amount = _integer(message, "value", tx_hash)
     content = message.get("message_content")
     comment = None
     op = None
@@ -282,8 +282,9 @@ def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: 
     if not isinstance(record, dict):
         raise MalformedTransfer("a jetton transfer is not an object")
     tx_hash = normalise_hash(record.get("transaction_hash"))
-    lt, utime = _integer(record.get("transaction_lt")), _integer(record.get("transaction_now"))
-    amount = _integer(record.get("amount"))
+    lt = _integer(record, "transaction_lt", tx_hash)
+    utime = _integer(record, "transaction_now", tx_hash)
+    amount = _integer(record, "amount", tx_hash)
     sender = raw_address(record.get("source"))
     comment = comment_from_boc(record.get("forward_payload"))
     skip = None
@@ -297,18 +298,25 @@ def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: 
     return Transfer("usdt", tx_hash, lt, utime, sender, amount, comment, skip, wallet)
 
 
-def _integer(value: object) -> int:
-    """A non-negative integer toncenter sends as a string (``lt``, ``value``) or a number."""
+def _integer(record: dict[str, Any], key: str, tx_hash: str) -> int:
+    """A non-negative integer toncenter sends as a string (``lt``, ``value``) or a number.
+
+    Only ASCII digits: ``int`` would also take a sign, spaces, ``_`` and other scripts' digits,
+    none of them toncenter's shape. The error names the field and the transaction, for the
+    operator's line (the watcher stops there: ``ton.watcher_backoff``).
+    """
+    value = record.get(key)
+    where = f"{key} of transaction {tx_hash}"
     if isinstance(value, bool):
-        raise MalformedTransfer("a number field is a boolean")
+        raise MalformedTransfer(f"the {where} is a boolean")
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and value.isascii() and value.isdigit():
         if len(value) > _MAX_DIGITS:
-            raise MalformedTransfer("a number field is longer than any TON number")
+            raise MalformedTransfer(f"the {where} is longer than any TON number")
         number = int(value)
     else:
-        raise MalformedTransfer("a number field is missing or not a whole number")
+        raise MalformedTransfer(f"the {where} is missing or not a whole number")
     if number < 0:
-        raise MalformedTransfer("a number field is negative")
+        raise MalformedTransfer(f"the {where} is negative")
     return number

@@ -10,6 +10,7 @@ its recorded payments as dealt with, too. All of it lives in the ledger's databa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -48,8 +49,13 @@ class ChainMemory:
     async def cursor(self, asset: Asset) -> TonCursor:
         """Where the watcher of ``asset`` is (an order or this call starts it, a little back)."""
         since = int(self._clock()) - CURSOR_MARGIN_S
+
+        def write(db: Database) -> TonCursor:
+            cursor = storage.get_cursor(db, asset, since)
+            return dataclasses.replace(cursor, chain_since=storage.get_chain_since(db, asset))
+
         with ledger_failures():
-            return await self._store.write(lambda db: storage.get_cursor(db, asset, since))
+            return await self._store.write(write)
 
     async def save_cursor(self, asset: Asset, lt: int, tx_hash: str, utime: int) -> None:
         """The watcher processed everything up to this transaction (of chain time ``utime``)."""
@@ -57,6 +63,20 @@ class ChainMemory:
 
         def write(db: Database) -> None:
             storage.save_cursor(db, asset, lt, tx_hash, utime=utime, now=now)
+
+        with ledger_failures():
+            await self._store.write(write)
+
+    async def save_chain_since(self, asset: Asset, chain_since: int) -> None:
+        """The stream's first read began at ``chain_since`` by toncenter's clock (kept for good).
+
+        A bot fast when the stream began, set right and restarted before its first
+        transaction, reads from there again, not from ``since`` in the chain's future.
+        """
+        now = int(self._clock())
+
+        def write(db: Database) -> None:
+            storage.save_chain_since(db, asset, chain_since, now)
 
         with ledger_failures():
             await self._store.write(write)

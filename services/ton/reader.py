@@ -20,7 +20,9 @@ fast would otherwise ask from five minutes in the chain's future and pass over t
 its first minutes. The lead is learnt from toncenter's answers (their ``Date``): a first page
 read before it was known, or while it grew, is read again from the earlier start before
 anything on it is booked (``ton.clock_ahead``, once a new lead). A lead past ``MAX_AHEAD_S``
-(a day) is a ``Date`` that is wrong, not a clock: not used.
+(a day) is a ``Date`` that is wrong, not a clock: not used. The start a lead moved back is
+kept with the cursor (``TonCursor.chain_since``, by the watcher): a bot fast when its stream
+began, set right and restarted before the stream's first transaction, reads from there again.
 """
 
 from __future__ import annotations
@@ -82,10 +84,14 @@ V = TypeVar("V")
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page read from toncenter: how many records it had, and them as transfers."""
+    """One page read from toncenter: how many records it had, and them as transfers.
+
+    ``since``: for a stream's first read, the chain time it began at (kept by the watcher).
+    """
 
     size: int
     transfers: list[Transfer]
+    since: int | None = None
 
 
 class ChainReader:
@@ -112,6 +118,7 @@ class ChainReader:
         self._refused = False  # and whether toncenter refused the request itself (a 4xx)
         self._ahead = 0  # the most our clock was seen ahead of toncenter's (whole minutes, s)
         self._date_ignored = False  # whether a lead past MAX_AHEAD_S was logged
+        self._disorder_logged = False  # whether a page out of order was logged
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -132,10 +139,11 @@ class ChainReader:
             return await self._page(asset, cursor, limit=limit, offset=offset)
         for _ in range(FIRST_READS):
             used = self._ahead
-            start = dataclasses.replace(cursor, since=cursor.since - used)
+            since = min(cursor.start, cursor.since - used)
+            start = dataclasses.replace(cursor, since=since, chain_since=None)
             page = await self._page(asset, start, limit=limit, offset=offset)
             if self._lead() <= used:
-                return page
+                return dataclasses.replace(page, since=since)
             log.warning("ton.clock_ahead", asset=asset, ahead_s=self._ahead, since=start.since)
         raise ToncenterUnavailable("toncenter's clock kept moving away from ours")
 
@@ -161,7 +169,9 @@ class ChainReader:
             records = await _patiently(
                 lambda: client.transactions(account, cursor, limit=limit, offset=offset)
             )
-            transfers = [gram_transfer(record, account) for record in records]
+            transfers = self._in_order(
+                asset, [gram_transfer(record, account) for record in records], limit=limit
+            )
             if transfers:
                 self._gram_read = max(self._gram_read, transfers[-1].lt)
             self._unlisted = 0  # a page read (again: a pass failed on it) asks toncenter anew
@@ -172,7 +182,27 @@ class ChainReader:
         records = await _patiently(
             lambda: client.jetton_transfers(account, cursor, limit=limit, offset=offset)
         )
-        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
+        transfers = [jetton_transfer(r, account, master) for r in records]
+        return Page(len(records), self._in_order(asset, transfers, limit=limit))
+
+    def _in_order(self, asset: Asset, transfers: list[Transfer], *, limit: int) -> list[Transfer]:
+        """A page's transfers oldest first, as asked; ``ToncenterUnavailable`` if it cannot be.
+
+        An indexer that lists newest first whatever ``sort`` asks fills a full page with the
+        newest records: the cursor would go to the oldest of them, past the records before it
+        that no page held (``ton.page_out_of_order``; the pass fails, the cursor stays). A page
+        that is not full holds every record from the cursor on: put in order (logged once).
+        """
+        lts = [t.lt for t in transfers]
+        if lts == sorted(lts):
+            return transfers
+        full = len(transfers) >= limit
+        if full or not self._disorder_logged:
+            self._disorder_logged = True
+            log.warning("ton.page_out_of_order", asset=asset, full=full, records=len(transfers))
+        if full:
+            raise ToncenterUnavailable("toncenter listed a full page out of order")
+        return sorted(transfers, key=lambda t: t.lt)  # stable: records sharing an lt as listed
 
     async def behind(self, cursor: TonCursor, *, since: int, limit: int, offset: int) -> Page:
         """USDT records of chain time ``since`` on, up to the cursor's lt, oldest first.

@@ -19,6 +19,8 @@ get-method that ran and failed (an ``exit_code`` other than 0) ``GetMethodFailed
 The key never appears in a log line or an error. Each good answer's ``Date`` header tells how
 far this machine's clock is ahead of toncenter's (``ahead``), for a stream's first read
 (``services.ton.reader``): a clock that is wrong must not make the watcher pass over a payment.
+A caching proxy's copy keeps toncenter's ``Date``: its ``Age`` is added to it (up to
+``MAX_AGE_S``; a junk one is not used, ``ton.clock_age_ignored``, once).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import aiohttp
+import structlog
 
 from services.ton.chain import address_boc, address_from_boc
 from services.ton.errors import (
@@ -46,12 +49,17 @@ if TYPE_CHECKING:
 
     from models.ton import TonCursor
 
-__all__ = ["MAINNET_URL", "TESTNET_URL", "ToncenterClient"]
+__all__ = ["MAINNET_URL", "MAX_AGE_S", "TESTNET_URL", "ToncenterClient"]
+
+log = structlog.get_logger("veil.ton")
 
 MAINNET_URL = "https://toncenter.com"
 TESTNET_URL = "https://testnet.toncenter.com"
 REQUEST_TIMEOUT_S = 20.0
 MAX_BODY = 8 * 1024 * 1024  # a page of 100 transactions is far smaller
+# A cached answer's ``Age`` past this (seconds) is junk, not a cache's: an indexer's page that
+# old would be of no use to anyone, and a caching proxy in front of toncenter keeps it seconds.
+MAX_AGE_S = 3600
 # The 4xx that say the same request may pass when sent again (RFC 9110 §15.5.9: 408, the
 # request took too long, often a proxy's; §15.5.20: 421; RFC 8470: 425): not a refusal.
 _PASSING_4XX = frozenset(
@@ -82,6 +90,7 @@ class ToncenterClient:
         # Seconds this machine's clock was ahead of toncenter's (its last good answer's
         # ``Date``, whole seconds: up to a second more); None before one that had it.
         self.ahead: float | None = None
+        self._age_ignored = False  # whether a junk ``Age`` was logged
 
     def __repr__(self) -> str:
         return f"ToncenterClient({self._base!r})"
@@ -214,7 +223,7 @@ class ToncenterClient:
                 if response.status != HTTPStatus.OK:
                     raise ToncenterUnavailable(f"toncenter: HTTP {response.status} for {path}")
                 raw = await _body(response)
-                self._note_date(response.headers.get("Date"))
+                self._note_date(response.headers.get("Date"), response.headers.getall("Age", []))
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
             raise ToncenterUnavailable(f"toncenter: {type(exc).__name__} for {path}") from exc
         if len(raw) > MAX_BODY:
@@ -231,8 +240,12 @@ class ToncenterClient:
             raise ToncenterUnavailable(f"toncenter: an error answer for {path}")
         return body
 
-    def _note_date(self, header: str | None) -> None:
-        """Keep how far our clock is ahead of the one that dated toncenter's answer."""
+    def _note_date(self, header: str | None, ages: list[str]) -> None:
+        """Keep how far our clock is ahead of the one that dated toncenter's answer.
+
+        A cache's copy keeps the ``Date`` toncenter gave it and says in ``Age`` how long it
+        has held it (RFC 9111 §5.1): toncenter's clock read then is ``Date`` plus ``Age``.
+        """
         if header is None:
             return
         try:
@@ -241,7 +254,25 @@ class ToncenterClient:
             return
         if dated.tzinfo is None:  # "-0000": UTC, of no stated zone (RFC 5322)
             dated = dated.replace(tzinfo=UTC)
-        self.ahead = self._clock() - dated.timestamp()
+        self.ahead = self._clock() - dated.timestamp() - self._age(ages)
+
+    def _age(self, ages: list[str]) -> int:
+        """The answer's ``Age`` in seconds: 0 when none, or when it is junk.
+
+        Junk (not one count of seconds, or past ``MAX_AGE_S``) is not used, and logged once
+        (``ton.clock_age_ignored``): an Age too large would hide a lead of our clock, and the
+        first read would start in the chain's future; without it the lead can only look larger,
+        and the read start earlier (it books what it reads once, never passes over a payment).
+        """
+        if not ages:
+            return 0
+        text = ages[0].strip()
+        if len(set(ages)) == 1 and text.isascii() and text.isdigit() and int(text) <= MAX_AGE_S:
+            return int(text)
+        if not self._age_ignored:
+            self._age_ignored = True
+            log.warning("ton.clock_age_ignored", age=", ".join(ages)[:64], most_s=MAX_AGE_S)
+        return 0
 
 
 async def _body(response: aiohttp.ClientResponse) -> bytes:

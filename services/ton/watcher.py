@@ -28,7 +28,9 @@ returned is normally the cursor's own transaction (its hash is checked: a differ
 logged as ``ton.cursor_mismatch`` and booked like any new one). Before its first transaction a
 stream reads from ``since``: ten minutes before the first order or the watcher's first pass,
 whichever came first (clocks differ; older history is not Veil's), by the bot's clock, less
-its lead on toncenter's clock (``ChainReader.page``): a fast clock loses no payment.
+its lead on toncenter's clock (``ChainReader.page``): a fast clock loses no payment. That
+earlier start is kept with the cursor (``chain_since``) before anything read from it is booked,
+so a restart with the clock set right reads from the same place.
 
 The USDT stream is then read again behind its cursor (``REREAD_S`` of chain time before the
 cursor's transaction, up to its lt): jetton transfers are listed by the lt of the senders'
@@ -64,7 +66,7 @@ if TYPE_CHECKING:
     from models.ton import Asset, TonCursor
     from services.ton.books import TonBooking, TonBooks
     from services.ton.chain import Transfer
-    from services.ton.reader import ChainReader
+    from services.ton.reader import ChainReader, Page
 
 __all__ = ["TonWatcher"]
 
@@ -108,6 +110,7 @@ class TonWatcher:
         self._page_size = page_size
         self._clock = clock
         self._next_purge = 0.0
+        self._vanished: dict[Asset, str] = {}  # the cursor transaction last found missing
 
     def __repr__(self) -> str:
         return f"TonWatcher(interval={self._interval})"
@@ -170,6 +173,10 @@ class TonWatcher:
         while True:
             asked = cursor.lt
             page = await self._reader.page(asset, cursor, limit=self._page_size, offset=offset)
+            if cursor.lt is None and page.since is not None and page.since < cursor.start:
+                # Before anything on it is booked: a restart reads from there again.
+                await self._books.save_chain_since(asset, page.since)
+                cursor = await self._books.cursor(asset)
             ends = page_ends(page)
             if offset > 0 and ends == before:
                 # Asked to step over the records already read, an indexer that ignores
@@ -178,6 +185,8 @@ class TonWatcher:
                 log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
                 return booked, False
             before = ends
+            if offset == 0:
+                self._check_cursor_listed(asset, cursor, page)
             # A page read again (a later record's check failed the pass before its end, or a
             # crash) holds records dealt with already: passed over, not checked again (one set
             # aside would be counted from one again, holding back the rest a few passes more).
@@ -196,6 +205,24 @@ class TonWatcher:
             # A full page: read on from its end; when it did not move past one lt (records of
             # many accounts can share one), step over the records already read instead.
             offset = offset + page.size if cursor.lt == asked else 0
+
+    def _check_cursor_listed(self, asset: Asset, cursor: TonCursor, page: Page) -> None:
+        """Warn once when toncenter no longer lists the cursor's own transaction.
+
+        Read from the cursor's lt, the page starts with it; one read past that lt without it
+        means toncenter forgot a transaction it listed (a lite-server behind the one that
+        answered before, or history rewritten). What came after is booked all the same, and
+        what it credited stays credited (once): the operator is told, to look at it
+        (``ton.cursor_vanished``).
+        """
+        if cursor.lt is None or cursor.hash is None or cursor.hash == self._vanished.get(asset):
+            return
+        past = page.size < self._page_size or (
+            bool(page.transfers) and page.transfers[-1].lt > cursor.lt
+        )
+        if past and all(t.hash != cursor.hash for t in page.transfers):
+            self._vanished[asset] = cursor.hash
+            log.warning("ton.cursor_vanished", asset=asset, lt=cursor.lt, tx=cursor.hash)
 
     async def _read_behind(self) -> int:
         """The USDT stream again from ``REREAD_S`` of chain time behind its cursor to it.
