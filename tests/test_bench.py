@@ -5,7 +5,8 @@ benchmark unnoticed until the next time someone needs its figures. Each runs her
 says to run it (its own process, its own gateway and fakes), with the fewest users, tokens and
 rounds; the figures themselves are never asserted (they are the benchmark's to print, not a
 test's), only that each is printed and every answer arrived whole. ``bench/groups.py`` waits
-for Telegram's flood pacing of a group (3 s a message), so it runs only with ``-m slow``.
+for Telegram's flood pacing of a group (3 s a message), so it runs only with ``-m slow``, as do
+``bench/uptime.py``'s group and inline runs (its private run is the same bot's start).
 """
 
 from __future__ import annotations
@@ -82,6 +83,25 @@ async def test_the_memory_benchmark_prints_each_holder_per_answer() -> None:
     for holder in ("aiogram handling", "aiogram objects", "aiohttp", "asyncio", "ours", "total"):
         assert re.search(rf"^\s+{holder}\s+[\d.]+ KB$", printed, re.MULTILINE), holder
     assert "aiogram objects alive:" in printed
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "private",
+        pytest.param("group", marks=pytest.mark.slow),
+        pytest.param("inline", marks=pytest.mark.slow),
+    ],
+)
+async def test_the_uptime_benchmark_prints_rss_and_the_structures(where: str) -> None:
+    printed = await bench(
+        "uptime.py", *("--users", "3", "--batch", "3", "--where", where, "--top", "1000")
+    )
+    assert f"3 distinct users, one question each ({where}), answered in" in printed
+    assert re.search(r"RSS .*: \d+\.\d MiB before, \d+\.\d after", printed)
+    assert re.search(
+        r"^\s+\d+\s+\d+\.\d{3}\s+\d+\.\d  veil\.store\._data_keys ", printed, re.MULTILINE
+    )
 
 
 @pytest.mark.slow
