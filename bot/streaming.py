@@ -335,15 +335,29 @@ class DraftSink:
 
     async def say(self, text: str) -> None:
         """Send ``text`` as a plain message in the chat (a notice, not the answer)."""
-        await self.bot.send_message(
-            chat_id=self.chat_id, message_thread_id=self.thread_id, text=text
-        )
+        await self._notice(text, None)
 
     async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
         """Send ``text`` as a plain message with ``markup`` (a notice after the answer)."""
-        await self.bot.send_message(
-            chat_id=self.chat_id, message_thread_id=self.thread_id, text=text, reply_markup=markup
-        )
+        await self._notice(text, markup)
+
+    async def _notice(self, text: str, markup: InlineKeyboardMarkup | None) -> None:
+        """Send a notice; Telegram's "ok" to a result that does not validate is one sent.
+
+        The notice went out (``UnreadableReply.taken``): raised, it read as not sent, and the
+        notes under an answer sent again stopped there, the row deleted with the rest unsent.
+        """
+        try:
+            await self.bot.send_message(
+                chat_id=self.chat_id,
+                message_thread_id=self.thread_id,
+                text=text,
+                reply_markup=markup,
+            )
+        except UnreadableReply as exc:
+            if not exc.taken:
+                raise
+            log.warning("streaming.notice_unreadable", error=describe(exc))
 
     async def _stop(self) -> None:
         """No more drafts or "typing…": timers off, the calls in flight cancelled."""

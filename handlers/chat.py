@@ -405,8 +405,10 @@ class _Followup:
             await noted(sink, texts("error_backend"), retry_keyboard(texts, answer.retry))
         elif answer.finish_reason == CUT and answer.text and not answer.stopped:
             await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
+            await sink.note_taken()  # counted in its row: the last note deletes it
         if answer.file_read is not None and answer.text:
             await sink.say(texts("document_part", percent=answer.file_read))
+            await sink.note_taken()
         if answer.naming is not None:
             title = await self.chat.name_conversation(answer.naming)
             if title is not None and self.thread_id is not None:
@@ -447,7 +449,9 @@ async def note_ending(sink: DraftTarget, texts: Texts, request_id: str, finish: 
     read only the start of the question's file, how much (``_Followup``). A whole answer: none.
     Those Telegram took before (``sink.progress.notes``) are not sent again, and each one taken
     is counted in the answer's row (``DraftTarget.note_taken``), as its messages are: a bot
-    killed before the row is deleted shows none of them twice.
+    killed before the row is deleted shows none of them twice. One Telegram refuses for good
+    (a 400: its button, say) is counted too, and the next has its chance; a bot blocked or a
+    Telegram down now stops here (the caller's).
     """
     notes: list[tuple[str, InlineKeyboardMarkup | None]] = []
     if finish.ending == "cut":
@@ -458,7 +462,10 @@ async def note_ending(sink: DraftTarget, texts: Texts, request_id: str, finish: 
     if finish.file_read is not None:
         notes.append((texts("document_part", percent=finish.file_read), None))
     for text, markup in notes[sink.progress.notes :]:
-        await noted(sink, text, markup)
+        try:
+            await noted(sink, text, markup)
+        except TelegramBadRequest as exc:  # this note only: the next one may go
+            log.warning("chat.note_refused", error=type(exc).__name__)
         await sink.note_taken()
 
 

@@ -337,16 +337,18 @@ class Failures:
         """Under a private-chat answer's part that went out: it broke off there (and Retry).
 
         One the model server refused as too long once it had begun (its window filled) says
-        so, with /new rather than Retry: the same question there would fill it again.
+        so, with /new rather than Retry: the same question there would fill it again. The
+        note, taken, is counted (``DraftTarget.note_taken``): the part's row stays until then.
         """
         if isinstance(error, ContextTooLong):
             key = "answer_window_full"
             log.info("error_replied", error=type(error).__name__, text=key, noted=True)
             await sink.say(texts(key))
-            return
-        key = broke_off_key(error)
-        log.info("error_replied", error=type(error).__name__, text=key, noted=True)
-        await noted(sink, texts(key), retry_keyboard(texts, error.retry))
+        else:
+            key = broke_off_key(error)
+            log.info("error_replied", error=type(error).__name__, text=key, noted=True)
+            await noted(sink, texts(key), retry_keyboard(texts, error.retry))
+        await sink.note_taken()  # counted in the part's row, which it deletes (its last note)
 
     async def report(
         self, error: Exception, texts: Texts, chat_id: int, thread_id: int | None

@@ -3,9 +3,10 @@
 An answer's charge (with its exchange, where it has a conversation) and its row here are
 written in one transaction (``Credit.settle``'s ``also``: ``Store.undelivered_writer``), so a bot
 killed between that commit and the final message finds the answer here at its next start.
-The row is deleted once Telegram took the final message (``Store.delivered``): its absence is
-the durable "delivered" mark. Each row names where the answer goes (``Outbound``) and holds its
-text (and the line above it, an inline answer's question) sealed with the user's data key,
+The row is deleted once Telegram took the final message and the notes under it
+(``Store.delivered``): its absence is the durable "delivered" mark. Each row names where the
+answer goes (``Outbound``) and holds its text (and the line above it, an inline answer's
+question) sealed with the user's data key,
 bound to the user, the request and where it goes, as a turn's is to its place
 (``models.atrest``): a row pointed elsewhere in the file does not open; nothing readable is
 stored, and forgetting the user (their data key) makes it unreadable, and deletes it.
@@ -129,6 +130,11 @@ class Finish:
     ending: Ending | None = None
     retry: str | None = None
     file_read: int | None = None
+
+    @property
+    def notes(self) -> int:
+        """How many notes go under the answer: its ending's (if any), then its file's (if any)."""
+        return (self.ending is not None) + (self.file_read is not None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ answer streams. What follows the answer, or its failure, goes to a ``Followup`` 
 gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 
 An answer's charge also writes where its final message goes and its text, sealed
-(``models.outbox``), deleted once Telegram took the message (``delivered``): what a crash, or
+(``models.outbox``), deleted once Telegram took the message and its notes: what a crash, or
 a Telegram down past the message's tries, kept from its user is delivered by the next start or
 upkeep (``deliver_undelivered``), within ``DELIVER_WITHIN_S``. So is a private answer's part
 that streamed before a failure, with how it ended (``Finish``: the note under it); each of a
@@ -843,7 +843,7 @@ class ChatService:
                 await self._broken_off(question, hold, _shown("".join(parts)), exc, sink)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
-                await self._settle(hold, None, _shown("".join(parts)))
+                await self._torn_down(hold, _shown("".join(parts)), sink)
                 raise
             break
         generation.stoppable = False
@@ -865,6 +865,17 @@ class ChatService:
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
+
+    async def _torn_down(self, hold: Hold, shown: str, sink: AnswerSink) -> None:
+        """A stream the loop's teardown cancelled: its sink stopped, then what went out charged.
+
+        Stopped first: a draft or "typing…" timer left set called Telegram after the bot had
+        closed aiogram's session, which made a new session nobody closed.
+        """
+        try:
+            await sink.abort()
+        finally:
+            await self._settle(hold, None, shown)
 
     async def _broken_off(
         self,
@@ -899,7 +910,13 @@ class ChatService:
             await sink.abort()  # no draft or "typing…" after it, the bot's session closed
             raise
         await self._deliver(
-            sink, delivered, hold.request_id, place=place, row=row, settling=settling
+            sink,
+            delivered,
+            hold.request_id,
+            place=place,
+            row=row,
+            settling=settling,
+            notes=finish.notes,
         )
         if _charged(settling, hold, question.user_id) is None and delivered:
             self._delivered_open.add(hold.request_id)
@@ -1023,6 +1040,7 @@ class ChatService:
             row=outbound,
             settling=settling,
             left=cut if ending == "cut" else None,
+            notes=finish.notes,
         )
         charge = _charged(settling, hold, user_id)
         if charge is None and text:  # delivered, the hold left open: never "cut off"
@@ -1104,18 +1122,31 @@ class ChatService:
         row: AnswerRow | None,
         settling: asyncio.Future[Charge],
         left: Callable[[], None] | None = None,
+        notes: int = 0,
     ) -> None:
         """Send the final message (``text``; none: stop showing progress) as its charge is written.
 
         Each message Telegram takes is recorded in the answer's row (``_recording``); at the
         end the row is marked (``_sent``). The charge is written (``settling`` done) by the
-        time this returns, whatever cancels the caller meanwhile. ``left`` is called where the
-        message did not go out now but its row was written with the charge: the outbox sends it.
+        time this returns, whatever cancels the caller meanwhile; a cancellation arriving
+        while that end is written goes on once it is (the caller stays cancelled). ``left`` is
+        called where the message did not go out now but its row was written with the charge:
+        the outbox sends it. ``notes``: the notes that go under it (``Finish.notes``), which the
+        caller's followup sends once this returns: its row stays until Telegram took the last
+        (``_recording``), so a bot killed before that sends them at its next start.
         """
         sent = False
         self._delivering.add(request_id)
         if text and isinstance(sink, CountingSink):
-            sink.recording(self._recording(request_id, row, settling))
+            sink.recording(self._recording(request_id, row, settling, notes))
+
+        async def ended() -> None:
+            await _finished(settling)
+            taken = sink.progress if isinstance(sink, CountingSink) else Progress()
+            await self._sent(place, row, request_id, sent=sent, taken=taken, notes=notes)
+            if not sent and left is not None and row is not None and row.stored:
+                left()
+
         try:
             if not text:
                 await sink.abort()
@@ -1124,11 +1155,9 @@ class ChatService:
                 sent = True
         finally:
             try:
-                await _finished(settling)
-                taken = sink.progress if isinstance(sink, CountingSink) else Progress()
-                await self._sent(place, row, request_id, sent=sent, taken=taken)
-                if not sent and left is not None and row is not None and row.stored:
-                    left()
+                ending = asyncio.ensure_future(ended())
+                await _written(ending)  # a cancellation meanwhile goes on once it is done
+                ending.result()
             finally:
                 self._delivering.discard(request_id)
 
@@ -1142,7 +1171,11 @@ class ChatService:
         self._cut_ends(asked.user_id, asked.thread_id, request_id, cut=stored)
 
     def _recording(
-        self, request_id: str, row: AnswerRow | None, settling: asyncio.Future[Charge]
+        self,
+        request_id: str,
+        row: AnswerRow | None,
+        settling: asyncio.Future[Charge],
+        notes: int = 0,
     ) -> Callable[[Progress], Awaitable[None]]:
         """What records each message of the answer Telegram took in its row (one UPDATE each).
 
@@ -1153,7 +1186,9 @@ class ChatService:
         answer goes out from a process that is stopping; its row sends the rest at the next
         start. Taken before its row is written (the charge waiting for the database), the count
         is written with the row (``AnswerRow.taken``): a stop whose store closes behind the
-        charge, before the count can follow it, does not send that message again.
+        charge, before the count can follow it, does not send that message again. The notes
+        under it (``notes`` of them, its followup's) are counted the same way, and the last one
+        taken deletes the row: the answer is delivered whole only then.
         """
 
         async def record(progress: Progress) -> None:
@@ -1164,6 +1199,9 @@ class ChatService:
             except asyncio.CancelledError:
                 await self._count(request_id, row, progress)
                 raise
+            if notes and progress.notes >= notes and row is not None and row.stored:
+                await self.delivered(request_id)  # its last note taken: delivered whole
+                return
             await self._count(request_id, row, progress)
 
         return record
@@ -1176,7 +1214,7 @@ class ChatService:
             with contextlib.suppress(AnswerWithdrawn):
                 await self.took(request_id, progress)
 
-    async def _sent(
+    async def _sent(  # noqa: PLR0913 -- where it went, its row, and what of it was taken
         self,
         place: Outbound | None,
         outbound: Writer[bool] | None,
@@ -1184,18 +1222,24 @@ class ChatService:
         *,
         sent: bool,
         taken: Progress | None = None,
+        notes: int = 0,
     ) -> None:
         """The final message went out (or not): its row (if written) marked, or left to retry.
 
         An edited answer's final edit may still be under way (a flood wait): whoever waits for
         it says whether it was shown (``delivered``). ``taken``: the messages of an answer
-        not sent whole that Telegram took, which the retry leaves out.
+        not sent whole that Telegram took, which the retry leaves out. A private answer with
+        ``notes`` to go under it keeps its row (claimed) until the last is taken
+        (``_recording``); notes its followup could not send go out from the row once its claim
+        ends (the next delivery pass past it, or the next start).
         """
         if outbound is None or not outbound.stored:
             return
         if not sent:
             await self.delivered(request_id, shown=False, taken=taken)
         elif place is not None and not place.edited:
+            if taken is not None and taken.notes < notes:
+                return  # its notes go out now, each counted; the last deletes the row
             await self.delivered(request_id)
 
     async def delivered(
