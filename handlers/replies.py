@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
+import structlog
 from aiogram.exceptions import (
     ClientDecodeError,
     TelegramBadRequest,
@@ -267,6 +268,12 @@ def one_off(context: tuple[Said, ...]) -> tuple[tuple[Said, ...], str | None]:
     return context, context[-1][1] if context else None
 
 
+log = structlog.get_logger("veil.replies")
+
+# What Telegram says to an edit of a message deleted since, or one it lets no bot edit.
+PRESSED_GONE = ("message to edit not found", "message can't be edited")
+
+
 def topic_of(message: Message | InaccessibleMessage | None) -> int | None:
     """The private chat's topic ``message`` is in (its ``message_thread_id``), None outside one.
 
@@ -296,7 +303,9 @@ async def show_pressed(query: CallbackQuery, text: str) -> None:
 
     A press forged under another chat's message edits nothing (its id may be a private
     message's too). A second tap of the same button, before the first redrew it, puts the same
-    text again: Telegram refuses that as "not modified", and the message says so already.
+    text again: Telegram refuses that as "not modified", and the message says so already. A
+    message the user deleted after the press (or one Telegram no longer lets the bot edit) is
+    let be: the press was carried out, and an apology for it would be untrue.
     """
     if query.message is None or query.bot is None or not pressed_in_private(query):
         return
@@ -305,5 +314,7 @@ async def show_pressed(query: CallbackQuery, text: str) -> None:
             chat_id=query.from_user.id, message_id=query.message.message_id, text=text
         )
     except TelegramBadRequest as exc:
-        if "not modified" not in exc.message:
+        if any(gone in exc.message for gone in PRESSED_GONE):
+            log.info("replies.pressed_message_gone")
+        elif "not modified" not in exc.message:
             raise
