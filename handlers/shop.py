@@ -309,9 +309,17 @@ async def _cancel_plan(bot: Bot, texts: Texts, shop: Shop, payment: Payment) -> 
 
 
 def _not_canceled(texts: Texts, payment: Payment, subscription: str, exc: Exception) -> str:
+    """The admin's line for a cancellation Telegram did not make, and what to do about it.
+
+    ``CHARGE_ID_INVALID`` for the last of the order's charges: none in the books names the
+    subscription, its first payment is missing (a restored database). The same /refund again
+    fails the same way until ``reconcile --fix`` books that payment from Telegram's list.
+    """
     log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
     reason = exc.message if isinstance(exc, TelegramAPIError) else type(exc).__name__
-    return "\n" + texts("refund_plan_not_canceled", reason=reason, charge=payment.charge_id)
+    unknown = isinstance(exc, TelegramBadRequest) and telegram_error(exc) == NOT_A_SUBSCRIPTION
+    key = "refund_plan_unknown" if unknown else "refund_plan_not_canceled"
+    return "\n" + texts(key, reason=reason, charge=payment.charge_id)
 
 
 # -- the admin's figures and the texts Telegram requires -----------------------------------------

@@ -56,3 +56,32 @@ async def test_a_first_payment_booked_by_reconcile_after_its_renewal_still_names
         told = str((await stack.final_messages(ADMIN, 1))[0]["text"])
         assert "was cancelled too" in told, told
         assert stack.telegram.payments.subscriptions[first].canceled is True
+
+
+async def test_a_plan_whose_first_payment_is_not_in_the_books_says_how_to_cancel_it(
+    tmp_path: Path,
+) -> None:
+    async with paying_stack(tmp_path, **PLAN) as stack:
+        payload = await _plan_link(stack)
+        user = {"id": USER, "is_bot": False, "first_name": "User"}
+        first = "stxFIRST"
+        invoice = {"invoice_payload": payload, "total_amount": 300, "currency": "XTR"}
+        stack.telegram.payments.record_payment(user, first, invoice | {"is_recurring": True})
+        renewal = stack.telegram.pay(USER, payload=payload, total_amount=300, is_recurring=True)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        # Restored from a backup, not reconciled yet: no charge of ours names the subscription.
+        # Sending the same /refund again cannot help; reconcile --fix books the first payment.
+        stack.telegram.send_text(ADMIN, f"/refund {renewal}")
+        told = str((await stack.final_messages(ADMIN, 1))[0]["text"])
+        assert "python -m bot reconcile --fix" in told, told
+        assert f"/refund {renewal}" in told
+        assert stack.telegram.payments.subscriptions[first].canceled is False
+        await stack.veil.shop.fix(await star_transactions(stack.veil.bot))
+        stack.telegram.send_text(ADMIN, f"/refund {renewal}")
+        again = str((await stack.final_messages(ADMIN, 2))[1]["text"])
+        assert again == (
+            "That payment was already refunded.\n"
+            "The monthly plan it paid for was cancelled too:"
+            " Telegram will not charge the user for it again."
+        )
+        assert stack.telegram.payments.subscriptions[first].canceled is True
