@@ -52,6 +52,8 @@ ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
 # started afresh): told in Telegram's words, not as "no payment with that charge id"; one whose
 # refund the ledger booked already is told as refunded.
 NOT_FOUND = "CHARGE_NOT_FOUND"
+# editUserStarSubscription's word for a charge id that names none of the user's subscriptions.
+NOT_A_SUBSCRIPTION = "CHARGE_ID_INVALID"
 UNMATCHED_SHOWN = 10  # the newest unmatched Gram and USDT payments /stats lists
 # A pre-checkout answer Telegram refused: the query answered already (delivered again) or too
 # old, or held back by a flood wait longer than the session waits. Nothing is charged; a bug's
@@ -95,8 +97,7 @@ async def cmd_balance(  # noqa: PLR0913 -- the handler's injected services
         )
         for entry in await credit.history(user_id, limit=8)
     ]
-    until = await shop.plan_until(user_id)
-    plan = texts("balance_plan", until=_date(until)) if until else texts("balance_no_plan")
+    plan = await _plan_line(texts, shop, user_id)
     model = await chat.current_model(user_id)
     price = credit.prices.for_model(model)
     await message.answer(
@@ -137,6 +138,21 @@ async def on_buy_pack(
         currency=CURRENCY,
         prices=[LabeledPrice(label=texts("invoice_label", credit=credit), amount=order.stars)],
     )
+
+
+async def _plan_line(texts: Texts, shop: Shop, user_id: int) -> str:
+    """/balance's word on the plan: until when it runs, or that it ended (and its renewal due).
+
+    The latest period's end alone read "active until" a date gone by for a plan that ended.
+    """
+    until = await shop.plan_until(user_id)
+    if until is None:
+        return texts("balance_no_plan")
+    if await shop.plan_running(user_id) is not None:
+        return texts("balance_plan", until=_date(until))
+    if await shop.renewal_due(user_id) is not None:
+        return texts("balance_plan_renewing", ended=_date(until))
+    return texts("balance_plan_ended", ended=_date(until))
 
 
 async def on_buy_plan(query: CallbackQuery, bot: Bot, texts: Texts, shop: Shop) -> None:
@@ -271,21 +287,39 @@ async def _cancel_plan(bot: Bot, texts: Texts, shop: Shop, payment: Payment) -> 
     plan the admin had refunded. ``editUserStarSubscription`` ends its renewals (the period
     paid for runs out as it would). Its failure undoes nothing of the refund: the admin is
     told, and the same /refund again (``CHARGE_ALREADY_REFUNDED`` then) tries it again.
+    A charge Telegram says names no subscription (``CHARGE_ID_INVALID``: a renewal's, where
+    the first payment was booked after it) is followed by the order's next recurring charge.
     Empty for a payment that paid no subscription.
     """
-    subscription = await shop.subscription_charge(payment)
-    if subscription is None:
-        return ""
-    try:
-        await bot.edit_user_star_subscription(
-            user_id=payment.user_id, telegram_payment_charge_id=subscription, is_canceled=True
-        )
-    except (TelegramAPIError, *TELEGRAM_LATER) as exc:
-        log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
-        reason = exc.message if isinstance(exc, TelegramAPIError) else type(exc).__name__
-        return "\n" + texts("refund_plan_not_canceled", reason=reason, charge=payment.charge_id)
-    log.info("stars.plan_canceled", charge_id=subscription)
-    return "\n" + texts("refund_plan_canceled")
+    charges = await shop.subscription_charges(payment)
+    for number, subscription in enumerate(charges, 1):
+        try:
+            await bot.edit_user_star_subscription(
+                user_id=payment.user_id, telegram_payment_charge_id=subscription, is_canceled=True
+            )
+        except TelegramBadRequest as exc:
+            if telegram_error(exc) == NOT_A_SUBSCRIPTION and number < len(charges):
+                continue  # not the charge that names it (a first payment booked late): the next
+            return _not_canceled(texts, payment, subscription, exc)
+        except (TelegramAPIError, *TELEGRAM_LATER) as exc:
+            return _not_canceled(texts, payment, subscription, exc)
+        log.info("stars.plan_canceled", charge_id=subscription)
+        return "\n" + texts("refund_plan_canceled")
+    return ""
+
+
+def _not_canceled(texts: Texts, payment: Payment, subscription: str, exc: Exception) -> str:
+    """The admin's line for a cancellation Telegram did not make, and what to do about it.
+
+    ``CHARGE_ID_INVALID`` for the last of the order's charges: none in the books names the
+    subscription, its first payment is missing (a restored database). The same /refund again
+    fails the same way until ``reconcile --fix`` books that payment from Telegram's list.
+    """
+    log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
+    reason = exc.message if isinstance(exc, TelegramAPIError) else type(exc).__name__
+    unknown = isinstance(exc, TelegramBadRequest) and telegram_error(exc) == NOT_A_SUBSCRIPTION
+    key = "refund_plan_unknown" if unknown else "refund_plan_not_canceled"
+    return "\n" + texts(key, reason=reason, charge=payment.charge_id)
 
 
 # -- the admin's figures and the texts Telegram requires -----------------------------------------

@@ -555,7 +555,9 @@ def m0021_ids_not_reused(db: Database) -> None:
     largest id again once its row was deleted (``/forget``), and a /history button from before
     opened the conversation that took it. ``id_marks`` keeps the highest id ever given out
     (a trigger raises it on every insert) and a new conversation takes the next one
-    (``models.store``): what AUTOINCREMENT does, without rebuilding the table, which the
+    (``models.store``, which takes the write lock before it reads the mark, so the bot and
+    another process starting conversations at once neither read the same mark nor fail on a
+    lock they cannot upgrade to): what AUTOINCREMENT does, without rebuilding the table, which the
     foreign keys of ``users`` and ``turns`` (enforced in this transaction) would have
     followed or cascaded through. An id deleted before this migration is not known: the mark
     starts at the largest id there is.

@@ -238,14 +238,14 @@ def early_refund(db: Database, charge_id: str, user_id: int) -> bool:
     return row is not None
 
 
-def first_recurring_charge(db: Database, order_id: str, user_id: int) -> str | None:
-    """The charge id of the user's first subscription payment of ``order_id``, or None."""
-    row = db.execute(
+def recurring_charges(db: Database, order_id: str, user_id: int) -> list[str]:
+    """The charge ids of the user's subscription payments of ``order_id``, first booked first."""
+    rows = db.execute(
         "SELECT charge_id FROM payments WHERE order_id = ? AND user_id = ? AND is_recurring = 1"
-        " ORDER BY created_at, rowid LIMIT 1",
+        " ORDER BY created_at, rowid",
         [order_id, user_id],
-    ).fetchone()
-    return None if row is None else str(row[0])
+    ).fetchall()
+    return [str(row[0]) for row in rows]
 
 
 def plan_until(db: Database, user_id: int) -> int | None:
@@ -255,6 +255,22 @@ def plan_until(db: Database, user_id: int) -> int | None:
         [user_id],
     ).fetchone()
     return None if until is None else int(until)
+
+
+def other_subscription_runs(db: Database, user_id: int, order_id: str, now: int) -> bool:
+    """Whether a subscription of the user's other than ``order_id``'s has a period running.
+
+    One none of whose payments was refunded: a refund cancels the subscription, so that one
+    charges no further period.
+    """
+    row = db.execute(
+        "SELECT 1 FROM payments p WHERE p.user_id = ? AND p.order_id != ? AND p.is_recurring = 1"
+        " AND p.refunded = 0 AND p.subscription_expires_at > ? AND NOT EXISTS (SELECT 1"
+        " FROM payments r WHERE r.order_id = p.order_id AND r.user_id = p.user_id"
+        " AND r.refunded = 1) LIMIT 1",
+        [user_id, order_id, now],
+    ).fetchone()
+    return row is not None
 
 
 def renewal_expected(db: Database, user_id: int) -> bool:

@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 import time
 from collections import OrderedDict
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -60,7 +60,7 @@ from models.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from sqlite_utils import Database
@@ -908,8 +908,28 @@ def _titled(db: Database, conversation_id: int) -> bool:
     return row is not None and bool(row[0])
 
 
+@contextmanager
+def _write_locked(db: Database) -> Iterator[None]:
+    """A transaction that takes SQLite's write lock first (``BEGIN IMMEDIATE``).
+
+    A deferred one that read and then wrote failed at once ("database is locked") when another
+    process had committed since its read: the bot and a replica starting conversations at the
+    same time. Taken first, the lock is waited for (the busy timeout), and what is read under
+    it (the next conversation id) is the latest. Its callers run outside any transaction
+    (``Connection.call``).
+    """
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
 def _new_conversation(db: Database, user_id: int, thread_id: int | None = None) -> int:
-    with db.atomic():
+    with _write_locked(db):
         if db.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is None:
             raise UserNotFound("no such user")
         if thread_id is not None:

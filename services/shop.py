@@ -76,6 +76,10 @@ PAYING_S: Final = 60
 # (``plan_renewal_due``): paid, it was a second subscription beside the one renewing. A plan
 # cancelled in Telegram (the bot is not told) can be subscribed to here again after it.
 RENEWAL_GRACE_S: Final = 86_400
+# The flag of a subscription payment (first or renewal) made while another subscription of the
+# user's has a period running: two plans, each charging every 30 days. Credited, and paying its
+# order, as any; the admins are told, and their /refund of it cancels that subscription.
+SECOND_PLAN: Final = "second_plan"
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
 # A user's unpaid orders that have not expired (an hour's presses of "buy"); one more is
 # refused with a polite word. Nobody pays this many invoices in an hour; a script that presses
@@ -355,9 +359,7 @@ class Shop:
         if reason is None:
             try:
                 with ledger_failures():
-                    await self._store.write(
-                        lambda db: orders.mark_order_approved(db, order.id, now)
-                    )
+                    reason = await self._store.write(lambda db: _approve(db, order, now))
             except LedgerUnavailable:
                 log.warning("stars.approval_unrecorded", user_id=user_id)
         return reason
@@ -416,6 +418,14 @@ class Shop:
                 )
             order = orders.get_order(db, paid.payload)
             reason, units = self._judge(order, paid, now)
+            if (
+                reason is None
+                and paid.is_recurring
+                and orders.other_subscription_runs(db, paid.user_id, paid.payload, now)
+            ):
+                # A second subscription beside one running (an old plan's renewal after a new
+                # plan was bought): each charges every 30 days; the admins are told.
+                reason = SECOND_PLAN
             plan = order is not None and order.kind == "plan"
             orders.insert_payment(
                 db,
@@ -433,7 +443,7 @@ class Shop:
                     subscription_expires_at=paid.subscription_expires_at,
                 ),
             )
-            if reason is None or reason == "expired":  # Stars of its price, from its user
+            if reason in {None, "expired", SECOND_PLAN}:  # Stars of its price, from its user
                 # Only such a payment pays the order: one in another currency or of another
                 # amount is credited for what it was, and leaves the order payable (its real
                 # payment was refused at pre-checkout as already paid).
@@ -546,21 +556,24 @@ class Shop:
         with ledger_failures():
             return await self._store.read(lambda db: orders.get_payment(db, charge_id))
 
-    async def subscription_charge(self, payment: Payment) -> str | None:
-        """The charge id that names the subscription ``payment`` paid, or None if it paid none.
+    async def subscription_charges(self, payment: Payment) -> list[str]:
+        """The charge ids that may name the subscription ``payment`` paid, likeliest first.
 
         A subscription is named by its first payment's charge id (Telegram's
         ``payments.botCancelStarsSubscription``, behind ``editUserStarSubscription``, takes
         the charge of the first subscription payment); a renewal pays the same order, so the
-        order's first recurring payment is looked up.
+        order's recurring payments are listed, first booked first. The one booked first is not
+        always the first paid: a first payment the bot missed (a database restored from a
+        backup) and ``reconcile --fix`` booked later comes after the renewals, so the others
+        follow it. Empty for a payment that paid no subscription.
         """
         if not payment.is_recurring:
-            return None
+            return []
         with ledger_failures():
-            first = await self._store.read(
-                lambda db: orders.first_recurring_charge(db, payment.order_id, payment.user_id)
+            charges = await self._store.read(
+                lambda db: orders.recurring_charges(db, payment.order_id, payment.user_id)
             )
-        return first or payment.charge_id
+        return charges or [payment.charge_id]
 
     async def plan_until(self, user_id: int) -> int | None:
         """When the user's paid plan period ends (Unix time), or None if never subscribed."""
@@ -684,6 +697,33 @@ class Shop:
     async def _payments(self) -> list[Payment]:
         with ledger_failures():
             return await self._store.read(orders.all_payments)
+
+
+def _approve(db: Database, order: Order, now: int) -> str | None:
+    """Record the approval of ``order``, unless one came in since it was judged; the refusal.
+
+    Judged on reads of their own, two pre-checkouts handled at once (the invoice paid on the
+    phone and on the laptop, or two plan links) both found no approval and both were approved:
+    two charges, or two subscriptions. Under the write lock, what another approval or payment
+    changed meanwhile is looked at again.
+    """
+    current = orders.get_order(db, order.id)
+    if current is None:  # purged meanwhile: expired long ago
+        return "expired"
+    last = current.last_approved_at
+    if current.status == "paid":
+        return "already_paid"
+    if last is not None and _paying(now, last):
+        return "being_paid"
+    if current.kind == "plan":
+        until = orders.plan_until(db, order.user_id)
+        if until is not None and until > now:
+            return "plan_active"
+        window = (now - PAYING_S + 1, now + PAYING_S - 1)
+        if orders.plan_being_paid(db, order.user_id, *window, order.id):
+            return "plan_being_paid"
+    orders.mark_order_approved(db, order.id, now)
+    return None
 
 
 def _take_back(db: Database, user_id: int, charge_id: str, units: int, now: int) -> None:
