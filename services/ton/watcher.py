@@ -207,22 +207,34 @@ class TonWatcher:
             offset = offset + page.size if cursor.lt == asked else 0
 
     def _check_cursor_listed(self, asset: Asset, cursor: TonCursor, page: Page) -> None:
-        """Warn once when toncenter no longer lists the cursor's own transaction.
+        """Warn when toncenter no longer lists the cursor's own transaction; stop on a full page.
 
-        Read from the cursor's lt, the page starts with it; one read past that lt without it
-        means toncenter forgot a transaction it listed (a lite-server behind the one that
-        answered before, or history rewritten). What came after is booked all the same, and
-        what it credited stays credited (once): the operator is told, to look at it
-        (``ton.cursor_vanished``).
+        Read from the cursor's lt, the page starts with it. A page that is not full holds every
+        record from the cursor on, so one without it means toncenter forgot a transaction it
+        listed (a lite-server behind the one that answered before, or history rewritten): what
+        came after is booked all the same, what it credited stays credited (once), and the
+        operator is told once for that cursor (``ton.cursor_vanished``, ``full=false``). A
+        full page without it may not begin where it was asked to: a proxy that asks for the
+        newest records and sorts each page gives one that looks in order, and the cursor would
+        go past the payments no page held. It stops the pass, the cursor kept, and is told
+        each time (``full=true``; the watcher's backoff spaces the passes out).
         """
-        if cursor.lt is None or cursor.hash is None or cursor.hash == self._vanished.get(asset):
+        if cursor.lt is None or cursor.hash is None:
             return
-        past = page.size < self._page_size or (
-            bool(page.transfers) and page.transfers[-1].lt > cursor.lt
-        )
-        if past and all(t.hash != cursor.hash for t in page.transfers):
+        full = page.size >= self._page_size
+        past = not full or (bool(page.transfers) and page.transfers[-1].lt > cursor.lt)
+        if not past or any(t.hash == cursor.hash for t in page.transfers):
+            return
+        if full:
+            log.warning("ton.cursor_vanished", asset=asset, lt=cursor.lt, tx=cursor.hash, full=True)
+            raise ToncenterUnavailable(
+                "toncenter listed a full page without the cursor's transaction"
+            )
+        if cursor.hash != self._vanished.get(asset):
             self._vanished[asset] = cursor.hash
-            log.warning("ton.cursor_vanished", asset=asset, lt=cursor.lt, tx=cursor.hash)
+            log.warning(
+                "ton.cursor_vanished", asset=asset, lt=cursor.lt, tx=cursor.hash, full=False
+            )
 
     async def _read_behind(self) -> int:
         """The USDT stream again from ``REREAD_S`` of chain time behind its cursor to it.
