@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 GRAM = 1_000_000_000
 PACK_UNITS = 250_000_000
 USERS = [2001 + n for n in range(5)]
+USDT = 1_000_000
+USDT_UNITS = 70_000_000
 
 
 @pytest.fixture
@@ -86,3 +88,24 @@ async def test_a_proxy_that_keeps_sorting_full_pages_holds_the_stream_and_says_s
     while await watcher.poll():
         pass
     assert [await stack.balance(user) for user in USERS] == [PACK_UNITS] * len(USERS)
+
+
+@pytest.mark.parametrize("sort_pages", [False, True], ids=["newest-first", "newest-sorted"])
+async def test_usdt_read_again_behind_the_cursor_in_hostile_order_books_each_once(
+    stack: TonStack, *, sort_pages: bool
+) -> None:
+    # The read behind the cursor has no order check: it pages by ``offset`` and books what it
+    # has not seen, wherever on the page. Listed newest first (or its pages sorted after),
+    # the window's pages still hold every record once: all credited, none twice.
+    orders = [(await stack.shop.create_order(u, "usdt", str(USDT))).order for u in USERS]
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=USDT)  # a stranger's: the cursor
+    watcher = stack.watcher(page_size=2)
+    assert await watcher.poll() == 1
+    for paid in orders:  # five indexed late, below the cursor: three pages of the window
+        stack.chain.add_jetton_transfer(WALLET_RAW, amount=USDT, comment=paid.id, late=True)
+    stack.chain.newest_first, stack.chain.sort_pages = True, sort_pages
+    assert await watcher.poll() == len(USERS)
+    assert await watcher.poll() == 0
+    assert [await stack.balance(user) for user in USERS] == [USDT_UNITS] * len(USERS)
+    assert sorted(b.payment.user_id or 0 for b in stack.told) == USERS
+    assert await inconsistent_users(stack.store) == []
