@@ -3,10 +3,12 @@
 Asked oldest first from the cursor, a proxy (or indexer) that asks toncenter for the newest
 records and puts each page back in lt order gives a full page that passes the order check but
 starts far past the cursor: the payments between were on no page. The cursor's own transaction
-is missing from it, which was only logged (``ton.cursor_vanished``) and the page booked: the
-cursor went past those payments for good. A full page read from the cursor that does not hold
-the cursor's own transaction now stops the pass, the cursor kept; a page that is not full
-holds every record from the cursor on and is booked as before.
+is missing from it, which ton25 only logged (``ton.cursor_vanished``) before booking the page:
+the cursor went past those payments for good. Such a page now makes the watcher ask toncenter
+whether it lists anything from the cursor up to the page's first record: it does, so the pass
+stops, the cursor kept (``ton.page_out_of_order``, ``full=true``). A cursor really gone lists
+nothing there: told once, the stream goes on. The USDT read behind the cursor, which has no
+order check, is tried in the same hostile orders.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from structlog.testing import capture_logs
 
 from services.ton.errors import ToncenterUnavailable
 from tests.books import inconsistent_users
+from tests.fakes.toncenter import hex_hash
 from tests.tonstack import WALLET_RAW, TonStack, ton_stack
 
 if TYPE_CHECKING:
@@ -63,8 +66,9 @@ async def test_a_full_page_of_the_newest_records_sorted_moves_the_cursor_past_no
     assert await inconsistent_users(stack.store) == []
     # The hostile page moved nothing and the operator was told why.
     assert cursor.lt == int(stack.chain.transactions[0]["lt"])
-    vanished = [(e["log_level"], e["full"]) for e in logs if e["event"] == "ton.cursor_vanished"]
-    assert vanished == [("warning", True)]
+    disorder = [(e["log_level"], e["full"]) for e in logs if e["event"] == "ton.page_out_of_order"]
+    assert disorder == [("warning", True)]
+    assert [e for e in logs if e["event"] == "ton.cursor_vanished"] == []
 
 
 async def test_a_proxy_that_keeps_sorting_full_pages_holds_the_stream_and_says_so_each_pass(
@@ -80,14 +84,35 @@ async def test_a_proxy_that_keeps_sorting_full_pages_holds_the_stream_and_says_s
     stack.chain.newest_first = stack.chain.sort_pages = True
     with capture_logs() as logs:
         for _ in range(3):
-            with pytest.raises(ToncenterUnavailable, match="cursor's transaction"):
+            with pytest.raises(ToncenterUnavailable, match="records it did not give"):
                 await watcher.poll()
-    assert [e["full"] for e in logs if e["event"] == "ton.cursor_vanished"] == [True] * 3
+    assert [e["full"] for e in logs if e["event"] == "ton.page_out_of_order"] == [True] * 3
     assert [await stack.balance(user) for user in USERS[1:]] == [0] * 4
     stack.chain.newest_first = stack.chain.sort_pages = False
     while await watcher.poll():
         pass
     assert [await stack.balance(user) for user in USERS] == [PACK_UNITS] * len(USERS)
+
+
+async def test_a_cursor_gone_before_a_full_page_is_told_once_and_holds_nothing_back(
+    stack: TonStack,
+) -> None:
+    # Gone for good (nothing listed from its lt up to the page's first): not a page that
+    # skipped records, so the stream goes on, and the operator is told once.
+    watcher = stack.watcher(page_size=2)
+    await pay(stack, USERS[0])
+    assert await watcher.poll() == 1
+    gone = stack.chain.transactions.pop(0)
+    for user in USERS[1:]:
+        await pay(stack, user)
+    with capture_logs() as logs:
+        assert await watcher.poll() == len(USERS) - 1
+        assert await watcher.poll() == 0
+    vanished = [(e["log_level"], e["tx"]) for e in logs if e["event"] == "ton.cursor_vanished"]
+    assert vanished == [("warning", hex_hash(gone["hash"]))]
+    assert [e for e in logs if e["event"] == "ton.page_out_of_order"] == []
+    assert [await stack.balance(user) for user in USERS] == [PACK_UNITS] * len(USERS)
+    assert await inconsistent_users(stack.store) == []
 
 
 @pytest.mark.parametrize("sort_pages", [False, True], ids=["newest-first", "newest-sorted"])
