@@ -30,8 +30,8 @@ answer 429
 (``garbage_next``; each of them for every endpoint or one ``path``) or answer slowly
 (``delay``), and make the masters' ``get_wallet_address`` throw for one owner
 (``refuse_owner``), answer exactly what a test gives (``answer_next``), list newest first
-whatever was asked (``newest_first``), or date its answers as a caching proxy's copy
-(``cache_age``). ``requests`` records every request.
+whatever was asked (``newest_first``; each page then put back in order: ``sort_pages``), or
+date its answers as a caching proxy's copy (``cache_age``). ``requests`` records every request.
 """
 
 from __future__ import annotations
@@ -220,6 +220,9 @@ class FakeToncenter(Served):
     keep_requests: int | None = None  # the last N requests kept in ``requests`` (None: all)
     ignore_offset: bool = False  # answer every page as if ``offset`` were 0 (a broken indexer)
     newest_first: bool = False  # answer every list newest first, whatever ``sort`` asks
+    # Each page put back oldest first once cut (with ``newest_first``: a proxy that asks for the
+    # newest records and sorts what it got, so a full page looks in order).
+    sort_pages: bool = False
     transactions: list[dict[str, Any]] = field(default_factory=list)
     jetton_transfers: list[dict[str, Any]] = field(default_factory=list)
     # owner (raw) -> the exit code every master's get_wallet_address throws for it
@@ -653,6 +656,7 @@ class FakeToncenter(Served):
             "now",
             ignore_offset=self.ignore_offset,
             newest_first=self.newest_first,
+            sort_page=self.sort_pages,
         )
         book = {tx["account"]: {"user_friendly": account, "domain": None} for tx in page}
         return web.json_response({"transactions": page, "address_book": book})
@@ -675,6 +679,7 @@ class FakeToncenter(Served):
             "transaction_now",
             ignore_offset=self.ignore_offset,
             newest_first=self.newest_first,
+            sort_page=self.sort_pages,
         )
         return web.json_response({"jetton_transfers": page, "address_book": {}, "metadata": {}})
 
@@ -699,7 +704,7 @@ def _address_in(boc: str) -> str | None:
     return None if address is None else str(address.to_str(is_user_friendly=False))
 
 
-def _page(  # noqa: PLR0913 -- the records, the query, its two keys, and two quirks
+def _page(  # noqa: PLR0913 -- the records, the query, its two keys, and three quirks
     records: list[dict[str, Any]],
     query: Any,  # noqa: ANN401 -- a query mapping
     lt_key: str,
@@ -707,6 +712,7 @@ def _page(  # noqa: PLR0913 -- the records, the query, its two keys, and two qui
     *,
     ignore_offset: bool = False,
     newest_first: bool = False,
+    sort_page: bool = False,
 ) -> list[Any]:
     """Filter by lt and time, sort, then ``offset`` and ``limit`` as toncenter does."""
     if "start_lt" in query:
@@ -719,4 +725,7 @@ def _page(  # noqa: PLR0913 -- the records, the query, its two keys, and two qui
     records = sorted(records, key=lambda r: int(r[lt_key]), reverse=newest_first)
     limit = min(int(query.get("limit", "10")), MAX_LIMIT)
     offset = 0 if ignore_offset else int(query.get("offset", "0"))
-    return records[offset : offset + limit]
+    page = records[offset : offset + limit]
+    if sort_page:
+        page.sort(key=lambda r: int(r[lt_key]), reverse=query.get("sort") == "desc")
+    return page

@@ -204,6 +204,18 @@ class ChainReader:
             raise ToncenterUnavailable("toncenter listed a full page out of order")
         return sorted(transfers, key=lambda t: t.lt)  # stable: records sharing an lt as listed
 
+    async def listed_up_to(self, asset: Asset, cursor: TonCursor, end_lt: int) -> bool:
+        """Whether toncenter lists any record of the stream from the cursor's lt to ``end_lt``.
+
+        Asked when a full page read from the cursor does not hold the cursor's own transaction
+        (``TonWatcher``): an empty answer up to the page's first lt means the page began where
+        it should; any record there, one the page passed over.
+        """
+        account, client = self._wallet.raw, self._client
+        ask = client.transactions if asset == "gram" else client.jetton_transfers
+        records = await _patiently(lambda: ask(account, cursor, limit=1, end_lt=end_lt))
+        return bool(records)
+
     async def behind(self, cursor: TonCursor, *, since: int, limit: int, offset: int) -> Page:
         """USDT records of chain time ``since`` on, up to the cursor's lt, oldest first.
 

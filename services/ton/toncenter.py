@@ -1,8 +1,9 @@
 """A small client for toncenter's v3 indexer API: an account's transactions, jetton transfers.
 
 ``GET /api/v3/transactions?account=…&start_lt=…&sort=asc&limit=…&offset=…`` and
-``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…`` (or,
-to read again behind the cursor, ``start_utime=…&end_lt=…``: both bounds inclusive; with
+``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…`` (each
+with ``end_lt=…`` too, to ask what lies between the cursor and a page; or, to read again behind
+the cursor, ``start_utime=…&end_lt=…``: both bounds inclusive; with
 ``direction=out&sort=desc``, the account's own transfers out, newest first), and
 one get-method: ``POST /api/v3/runGetMethod`` with ``{"address": <master>, "method":
 "get_wallet_address", "stack": [{"type": "slice", "value": <BoC of the owner's address>}]}``,
@@ -96,20 +97,36 @@ class ToncenterClient:
         return f"ToncenterClient({self._base!r})"
 
     async def transactions(
-        self, account: str, cursor: TonCursor, *, limit: int, offset: int = 0
+        self,
+        account: str,
+        cursor: TonCursor,
+        *,
+        limit: int,
+        offset: int = 0,
+        end_lt: int | None = None,
     ) -> list[Any]:
         """The account's transactions from the cursor on (its own included), oldest first.
 
-        Before the cursor has a transaction, from the time the watcher began (``since``).
+        Before the cursor has a transaction, from the time the watcher began (``since``);
+        up to lt ``end_lt`` (included) when given.
         """
         params = {"account": account, "sort": "asc", "limit": str(limit), "offset": str(offset)}
-        params |= _start(cursor)
+        params |= _start(cursor, end_lt)
         return await self._list("/api/v3/transactions", params, "transactions")
 
     async def jetton_transfers(
-        self, owner: str, cursor: TonCursor, *, limit: int, offset: int = 0
+        self,
+        owner: str,
+        cursor: TonCursor,
+        *,
+        limit: int,
+        offset: int = 0,
+        end_lt: int | None = None,
     ) -> list[Any]:
-        """Jetton transfers to ``owner`` from the cursor on, oldest first (every jetton)."""
+        """Jetton transfers to ``owner`` from the cursor on, oldest first (every jetton).
+
+        Up to lt ``end_lt`` (included) when given.
+        """
         params = {
             "owner_address": owner,
             "direction": "in",
@@ -117,7 +134,7 @@ class ToncenterClient:
             "limit": str(limit),
             "offset": str(offset),
         }
-        params |= _start(cursor)
+        params |= _start(cursor, end_lt)
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 
     async def jetton_transfers_behind(
@@ -290,10 +307,11 @@ async def _body(response: aiohttp.ClientResponse) -> bytes:
     return bytes(body)
 
 
-def _start(cursor: TonCursor) -> dict[str, str]:
+def _start(cursor: TonCursor, end_lt: int | None = None) -> dict[str, str]:
+    bounds = {} if end_lt is None else {"end_lt": str(end_lt)}
     if cursor.lt is None:
-        return {"start_utime": str(cursor.since)}
-    return {"start_lt": str(cursor.lt)}
+        return bounds | {"start_utime": str(cursor.since)}
+    return bounds | {"start_lt": str(cursor.lt)}
 
 
 def _thrown(exit_code: object) -> TypeGuard[int]:

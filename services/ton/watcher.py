@@ -186,7 +186,7 @@ class TonWatcher:
                 return booked, False
             before = ends
             if offset == 0:
-                self._check_cursor_listed(asset, cursor, page)
+                await self._check_cursor_listed(asset, cursor, page)
             # A page read again (a later record's check failed the pass before its end, or a
             # crash) holds records dealt with already: passed over, not checked again (one set
             # aside would be counted from one again, holding back the rest a few passes more).
@@ -206,21 +206,32 @@ class TonWatcher:
             # many accounts can share one), step over the records already read instead.
             offset = offset + page.size if cursor.lt == asked else 0
 
-    def _check_cursor_listed(self, asset: Asset, cursor: TonCursor, page: Page) -> None:
+    async def _check_cursor_listed(self, asset: Asset, cursor: TonCursor, page: Page) -> None:
         """Warn once when toncenter no longer lists the cursor's own transaction.
 
-        Read from the cursor's lt, the page starts with it; one read past that lt without it
-        means toncenter forgot a transaction it listed (a lite-server behind the one that
-        answered before, or history rewritten). What came after is booked all the same, and
-        what it credited stays credited (once): the operator is told, to look at it
-        (``ton.cursor_vanished``).
+        Read from the cursor's lt, the page starts with it. A page that is not full holds every
+        record from the cursor on, so one without it means toncenter forgot a transaction it
+        listed (a lite-server behind the one that answered before, or history rewritten): what
+        came after is booked all the same, what it credited stays credited (once), and the
+        operator is told once for that cursor (``ton.cursor_vanished``). A full page without it
+        may not begin where it was asked to: a proxy that asks for the newest records and sorts
+        each page gives one that looks in order, and the cursor would go past the payments no
+        page held. toncenter is asked whether it lists any record from the cursor up to the
+        page's first: if it does, the page passed it over, and the pass stops, the cursor kept
+        (``ton.page_out_of_order``, ``full=true``, each time; the watcher's backoff spaces
+        the passes out); if not, the transaction is gone, as above.
         """
-        if cursor.lt is None or cursor.hash is None or cursor.hash == self._vanished.get(asset):
+        if cursor.lt is None or cursor.hash is None:
             return
-        past = page.size < self._page_size or (
-            bool(page.transfers) and page.transfers[-1].lt > cursor.lt
-        )
-        if past and all(t.hash != cursor.hash for t in page.transfers):
+        full = page.size >= self._page_size
+        past = not full or (bool(page.transfers) and page.transfers[-1].lt > cursor.lt)
+        if not past or any(t.hash == cursor.hash for t in page.transfers):
+            return
+        first = page.transfers[0].lt if page.transfers else cursor.lt
+        if full and first > cursor.lt and await self._reader.listed_up_to(asset, cursor, first - 1):
+            log.warning("ton.page_out_of_order", asset=asset, full=True, records=page.size)
+            raise ToncenterUnavailable("toncenter listed a full page past records it did not give")
+        if cursor.hash != self._vanished.get(asset):
             self._vanished[asset] = cursor.hash
             log.warning("ton.cursor_vanished", asset=asset, lt=cursor.lt, tx=cursor.hash)
 
