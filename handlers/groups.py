@@ -255,7 +255,7 @@ async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: 
     to stop, ``/stop@veil`` is told so, alone (they named Veil: a word back is owed, and a
     notice to one person does not disturb the group); a bare ``/stop`` stays silent, as it
     may be for another bot in the group (Telegram sends it to each that reads the group).
-    One replying to another member's answer (or question) not yet written is meant for it,
+    One replying to another member's answer (or question) in progress is meant for it,
     as its button pressed by them: it stops nothing, and they are told so alone. One sent as a
     chat (an anonymous admin, a channel) has no answer to stop, and a word back to a chat is
     public: it gets nothing.
@@ -283,16 +283,18 @@ async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: 
 
 
 def _replies_to_anothers(message: Message, user_id: int, kit: GroupKit) -> bool:
-    """Whether ``message`` replies to another member's question, or its answer, not yet written.
+    """Whether ``message`` replies to another member's question, or its answer, in progress.
 
     Such a ``/stop`` is meant for that answer, as its stop button pressed would be: it stops
     nothing of the sender's (their own question waiting for its turn was withdrawn by it).
+    An answer in progress until its last edit is confirmed (``GroupKit.asking``): one written
+    whole may show its stop button still, its final edit waiting out a flood.
     """
     replied = message.reply_to_message
     if replied is None:
         return False
     for (chat_id, asker), answer in kit.asking.items():
-        if chat_id != message.chat.id or asker == user_id or answer.written:
+        if chat_id != message.chat.id or asker == user_id:
             continue
         shown = answer.shown
         if replied.message_id == answer.asker.message_id or (

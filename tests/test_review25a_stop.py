@@ -163,3 +163,66 @@ async def test_a_stop_as_the_final_edit_waits_out_a_flood_leaves_the_answer_whol
         assert await stack.veil.chat.wait_idle(10)
         assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["complete"]
         assert await inconsistent_users(stack.veil.store) == []
+
+
+async def test_a_stop_while_a_flood_holds_the_answers_edit_is_charged_as_stopped(
+    tmp_path: Path,
+) -> None:
+    model = held_model()
+    model.pauses = {12, 30}
+    async with running_stack(tmp_path, model_server=model, **FAST) as stack:
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await streaming(stack)
+        stack.telegram.fail_next(
+            "editMessageText",
+            status=429,
+            description="Too Many Requests: retry after 3",
+            retry_after=3,
+        )
+        stack.vllm.resume()  # to token 30: the edit that shows it waits out the flood
+        await wait_until(lambda: stack.vllm.paused >= 1, within=10)
+        stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        assert final["text"].startswith("word0")
+        assert "word59" not in final["text"]
+        assert await stack.veil.chat.wait_idle(10)
+        ((_, status, completion, _),) = await closed_holds(stack, ANN)
+        assert status == "stopped"
+        assert 0 < completion < len(LONG.split())
+        assert (await stack.veil.credit.balance(ANN)).held == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
+
+
+async def test_a_stop_replying_to_another_members_whole_answer_held_by_a_flood_is_theirs(
+    tmp_path: Path,
+) -> None:
+    # Bob's answer stands whole, but its last edit waits out a flood: the group still sees it
+    # with its stop button. Ann's /stop replying to it was taken as hers: her question went.
+    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
+        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await streaming(stack)
+        (bobs,) = replies(stack)
+        stack.telegram.send_text(ANN, "@veil_test_bot and mine?", chat_id=GROUP)
+        await wait_until(lambda: (GROUP, ANN) in stack.veil.dispatcher["kit"].asking, within=10)
+        stack.telegram.fail_next(
+            "editMessageText",
+            status=429,
+            description="Too Many Requests: retry after 5",
+            retry_after=5,
+        )
+        stack.vllm.pauses = set()
+        stack.vllm.resume()
+        async with asyncio.timeout(10):
+            # Bob's stream ended, its charge written: his last edit waits out the flood.
+            while not await closed_holds(stack, BOB):  # noqa: ASYNC110 -- polls the store
+                await asyncio.sleep(0.02)
+        assert stack.veil.dispatcher["kit"].asking[GROUP, BOB].written
+        stack.telegram.send_text(
+            ANN, "/stop@veil_test_bot", chat_id=GROUP, reply_to=bobs["message_id"]
+        )
+        assert await told(stack, GROUP, ANN) == [NOT_YOURS]
+        finals = await final_reply(stack, count=2)
+        assert [m["text"] for m in finals] == [LONG, LONG]  # Bob's, then Ann's
+        assert await stack.veil.chat.wait_idle(10)
+        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["complete"]
