@@ -939,7 +939,8 @@ class Editors:
 
         Ephemeral messages (Bot API 10.2) show to ``user_id`` only; a server without them
         refuses the field, and the notice is a reply to their message, deleted after
-        ``notice_seconds``. Either goes to the forum topic ``thread_id``, if given; one closed
+        ``notice_seconds``; one that ignores the field (it sends the notice to all) has it
+        deleted so too. Either goes to the forum topic ``thread_id``, if given; one closed
         (400 ``TOPIC_CLOSED``: Veil is no admin there) takes neither, and the notice is dropped
         after its one try (``editing.topic_closed``).
 
@@ -967,7 +968,7 @@ class Editors:
         pacer = self.group_pacers(chat_id)
         await pacer.wait()
         try:
-            await self.bot.send_message(
+            told = await self.bot.send_message(
                 chat_id,
                 text,
                 message_thread_id=thread_id,
@@ -983,6 +984,11 @@ class Editors:
             _notice_failed(exc, pacer)
             return
         else:
+            if told.ephemeral_message_id is None and told.receiver_user is None:
+                # A server older than ephemeral messages ignores the field, as the Bot API
+                # does any it does not know: the notice went up for everyone to read.
+                log.info("editing.ephemeral_ignored")
+                self._delete_soon(chat_id, told.message_id)
             return
         await pacer.wait()
         try:
@@ -996,7 +1002,11 @@ class Editors:
         except TelegramAPIError as exc:
             _notice_failed(exc, pacer)
             return
-        task = asyncio.create_task(self._delete_later(chat_id, sent.message_id))
+        self._delete_soon(chat_id, sent.message_id)
+
+    def _delete_soon(self, chat_id: int, message_id: int) -> None:
+        """Delete the notice ``message_id``, seen by all, once ``notice_seconds`` have passed."""
+        task = asyncio.create_task(self._delete_later(chat_id, message_id))
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
 

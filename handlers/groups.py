@@ -255,13 +255,21 @@ async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: 
     to stop, ``/stop@veil`` is told so, alone (they named Veil: a word back is owed, and a
     notice to one person does not disturb the group); a bare ``/stop`` stays silent, as it
     may be for another bot in the group (Telegram sends it to each that reads the group).
+    One replying to another member's answer (or question) in progress is meant for it,
+    as its button pressed by them: it stops nothing, and they are told so alone. One sent as a
+    chat (an anonymous admin, a channel) has no answer to stop, and a word back to a chat is
+    public: it gets nothing.
     """
     if not kit.editors.answered.first((message.chat.id, message.message_id)):
         return  # delivered again: done already
     user = message.from_user
-    answer = None
-    if user is not None and message.sender_chat is None:
-        answer = kit.asking.get((message.chat.id, user.id))
+    if user is None or message.sender_chat is not None:
+        return  # a chat asks nothing (``ask_as_yourself``), and a reply to it is public
+    if _replies_to_anothers(message, user.id, kit):
+        log.info("groups.stop_not_yours")
+        await tell_alone(message, texts("stop_not_yours"), kit.editors)
+        return
+    answer = kit.asking.get((message.chat.id, user.id))
     if answer is not None and answer.asker.thread_id == forum_topic(message):
         stopped = answer.stop()
         if stopped is not None:
@@ -274,16 +282,41 @@ async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: 
     await tell_alone(message, texts("group_nothing_to_stop"), kit.editors)
 
 
+def _replies_to_anothers(message: Message, user_id: int, kit: GroupKit) -> bool:
+    """Whether ``message`` replies to another member's question, or its answer, in progress.
+
+    Such a ``/stop`` is meant for that answer, as its stop button pressed would be: it stops
+    nothing of the sender's (their own question waiting for its turn was withdrawn by it).
+    An answer in progress until its last edit is confirmed (``GroupKit.asking``): one written
+    whole may show its stop button still, its final edit waiting out a flood.
+    """
+    replied = message.reply_to_message
+    if replied is None:
+        return False
+    for (chat_id, asker), answer in kit.asking.items():
+        if chat_id != message.chat.id or asker == user_id:
+            continue
+        shown = answer.shown
+        if replied.message_id == answer.asker.message_id or (
+            shown is not None and shown.message_id == replied.message_id
+        ):
+            return True
+    return False
+
+
 async def cmd_help(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
     """``/help@veil`` or ``/start@veil`` in a group: how to use Veil here, told alone.
 
     They were silent in a group, as if Veil were broken. A bare one may be another bot's
     (Telegram sends it to each that reads the group): silent; so in a group that turned
-    answers off, as the usage line is there.
+    answers off, as the usage line is there. One sent as a chat (an anonymous admin, a
+    channel) cannot be told alone: a public reply each, kept, let a channel fill the group
+    with Veil's help, at its pace; it gets nothing (a question sent so is told to ask as
+    oneself, ``ask_as_yourself``).
     """
-    if command.mention is None or not kit.editors.answered.first(
-        (message.chat.id, message.message_id)
-    ):
+    if command.mention is None or message.sender_chat is not None:
+        return
+    if not kit.editors.answered.first((message.chat.id, message.message_id)):
         return
     if (await kit.groups.settings(message.chat.id)).answers:
         await tell_alone(message, texts("group_help"), kit.editors)
