@@ -58,9 +58,13 @@ MAINNET_URL = "https://toncenter.com"
 TESTNET_URL = "https://testnet.toncenter.com"
 REQUEST_TIMEOUT_S = 20.0
 MAX_BODY = 8 * 1024 * 1024  # a page of 100 transactions is far smaller
-# A cached answer's ``Age`` past this (seconds) is junk, not a cache's: an indexer's page that
-# old would be of no use to anyone, and a caching proxy in front of toncenter keeps it seconds.
-MAX_AGE_S = 3600
+# A cached answer's ``Age`` past this (seconds) is not used. A cache keeps toncenter's ``Date``
+# (RFC 9111), but a proxy that dates its copies by its own clock and adds their age makes
+# toncenter look ahead by that age, and so hides as much of our lead: counted up to half the
+# first read's margin (``services.ton.shop.CURSOR_MARGIN_S``), a lead so hidden is still
+# inside the margin; beyond, the lead can only look larger (review25c). A caching proxy in
+# front of toncenter keeps a page seconds.
+MAX_AGE_S = 300
 # The 4xx that say the same request may pass when sent again (RFC 9110 §15.5.9: 408, the
 # request took too long, often a proxy's; §15.5.20: 421; RFC 8470: 425): not a refusal.
 _PASSING_4XX = frozenset(
@@ -277,9 +281,10 @@ class ToncenterClient:
         """The answer's ``Age`` in seconds: 0 when none, or when it is junk.
 
         Junk (not one count of seconds, or past ``MAX_AGE_S``) is not used, and logged once
-        (``ton.clock_age_ignored``): an Age too large would hide a lead of our clock, and the
-        first read would start in the chain's future; without it the lead can only look larger,
-        and the read start earlier (it books what it reads once, never passes over a payment).
+        (``ton.clock_age_ignored``): an Age too large could hide a lead of our clock (a proxy
+        that dates its copies now), and the first read would start in the chain's future;
+        without it the lead can only look larger, and the read start earlier (it books what it
+        reads once, never passes over a payment).
         """
         if not ages:
             return 0
