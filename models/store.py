@@ -381,7 +381,7 @@ class Store:
         """
 
         def move(db: Database) -> None:
-            with db.atomic():
+            with _write_locked(db):
                 db.execute(
                     "INSERT INTO group_settings (chat_id, answers, reply_context, updated_at)"
                     " SELECT ?, answers, reply_context, updated_at FROM group_settings"
@@ -692,7 +692,7 @@ class Store:
     ) -> list[Turn]:
         data_key = self._data_key(db, user_id)
         stored: list[Turn] = []
-        with db.atomic():
+        with _write_locked(db):
             row = db.execute(
                 "SELECT user_id, (SELECT COALESCE(MAX(seq), 0) FROM turns"
                 " WHERE conversation_id = conversations.id) FROM conversations WHERE id = ?",
@@ -771,7 +771,7 @@ class Store:
         return turns
 
     def _forget(self, db: Database, user_id: int) -> int:
-        with db.atomic():
+        with _write_locked(db):
             deleted = db.execute("DELETE FROM turns WHERE user_id = ?", [user_id]).rowcount
             db.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
             db.execute("DELETE FROM users WHERE user_id = ?", [user_id])
@@ -913,11 +913,16 @@ def _write_locked(db: Database) -> Iterator[None]:
     """A transaction that takes SQLite's write lock first (``BEGIN IMMEDIATE``).
 
     A deferred one that read and then wrote failed at once ("database is locked") when another
-    process had committed since its read: the bot and a replica starting conversations at the
-    same time. Taken first, the lock is waited for (the busy timeout), and what is read under
-    it (the next conversation id) is the latest. Its callers run outside any transaction
-    (``Connection.call``).
+    process had committed since its read: the bot and a replica starting conversations, or
+    storing answers, at the same time. Taken first, the lock is waited for (the busy timeout),
+    and what is read under it (the next conversation id, the next turn's place) is the latest.
+    Inside a transaction already (the turns written with an answer's charge, which took the
+    lock), it is a savepoint of it.
     """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield
+        return
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield
