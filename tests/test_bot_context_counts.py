@@ -239,7 +239,7 @@ def _as_before_counts(database: Path) -> None:
         db.execute("ALTER TABLE ton_skipped DROP COLUMN amount")  # m0015
         db.execute("ALTER TABLE ton_skipped DROP COLUMN sender")
         db.execute("DROP INDEX orders_user_id")  # m0016
-        db.execute("DROP TABLE undelivered")  # m0017 (its index with it), m0018–m0020
+        db.execute("DROP TABLE undelivered")  # m0017 (its index with it), m0018 to m0020
         db.execute("DROP TRIGGER conversations_id_mark")  # m0021
         db.execute("DROP TABLE id_marks")
         db.execute("ALTER TABLE orders DROP COLUMN last_approved_at")
