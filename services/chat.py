@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import secrets
@@ -151,6 +152,10 @@ KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut an
 # Before a conversation's answer id while it ends (``ChatService._cut_begins``): no Continue
 # button carries it (a request id is hex), so none is taken for it.
 _ENDING = "ending:"
+# The answers a detached task's followup is still sending notes under (``_delivered_by``).
+_FOLLOWING: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "following", default=None
+)
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 # An answer whose final message a crash (or Telegram, down for long) kept from its user is
@@ -592,6 +597,8 @@ class ChatService:
     async def _detached(
         self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
     ) -> None:
+        following: set[str] = set()  # answers whose notes its followup sends (``_delivered_by``)
+        _FOLLOWING.set(following)  # this task's context, and the answer's task made in it
         try:
             await work
         except Exception as exc:  # noqa: BLE001 -- every failure is the caller's to report
@@ -603,6 +610,8 @@ class ChatService:
                     error=type(exc).__name__,
                     reporting=type(unreported).__name__,
                 )
+        finally:
+            self._delivering -= following
 
     def cancel(self, user_id: int, stop_tag: StopTag | None = None) -> bool:
         """Ask the user's streaming answer to stop; False if none is streaming.
@@ -1159,7 +1168,22 @@ class ChatService:
                 await _written(ending)  # a cancellation meanwhile goes on once it is done
                 ending.result()
             finally:
-                self._delivering.discard(request_id)
+                self._delivered_by(request_id, notes=notes if sent else 0)
+
+    def _delivered_by(self, request_id: str, *, notes: int) -> None:
+        """The answer's own sending is over: its message's, or with ``notes``, its followup's.
+
+        Its notes go out after ``_deliver``, from its followup, in the task that runs both
+        (``detach``): a pass that took the row meanwhile (its claim run out under flood waits)
+        sent the note the followup was sending, and the user saw it twice. The row is left to
+        that task until it ends (``_FOLLOWING``); notes it could not send then go out from the
+        row once its claim does.
+        """
+        following = _FOLLOWING.get()
+        if notes and following is not None:
+            following.add(request_id)
+        else:
+            self._delivering.discard(request_id)
 
     def _left_cut(self, asked: _Asked, request_id: str, turns: TurnsWriter | None) -> None:
         """A cut answer left to the outbox (``_deliver``'s ``left``): its Continue goes on.
