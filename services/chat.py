@@ -1142,7 +1142,8 @@ class ChatService:
         called where the message did not go out now but its row was written with the charge:
         the outbox sends it. ``notes``: the notes that go under it (``Finish.notes``), which the
         caller's followup sends once this returns: its row stays until Telegram took the last
-        (``_recording``), so a bot killed before that sends them at its next start.
+        (``_recording``), so a bot killed before that sends them at its next start, and no
+        pass here sends them beside the followup (``_delivered_by``).
         """
         sent = False
         self._delivering.add(request_id)
@@ -1168,10 +1169,11 @@ class ChatService:
                 await _written(ending)  # a cancellation meanwhile goes on once it is done
                 ending.result()
             finally:
-                self._delivered_by(request_id, notes=notes if sent else 0)
+                noting = sent and place is not None and not place.edited  # its notes to go
+                self._delivered_by(request_id, notes=notes if noting else 0)
 
     def _delivered_by(self, request_id: str, *, notes: int) -> None:
-        """The answer's own sending is over: its message's, or with ``notes``, its followup's.
+        """Let a delivery pass have the answer's row: now, or (``notes`` to go) once they went.
 
         Its notes go out after ``_deliver``, from its followup, in the task that runs both
         (``detach``): a pass that took the row meanwhile (its claim run out under flood waits)
@@ -1319,12 +1321,12 @@ class ChatService:
         then it is marked delivered, whether Telegram took it or refused it for good (the chat or
         message gone, the bot blocked); at the first Telegram cannot take now, that one and the
         rest are given back to the next pass, that one to be tried after the others (a flood
-        wait is often one chat's). One whose own messages are still going out here (past its
-        row's claim) is left to that, claimed anew. Of a long private answer not taken whole,
-        the messages Telegram took are recorded with it (``send`` gives a ``Progress``): the
-        next pass sends the rest only; one whose row is gone as its messages go out (erased:
-        ``AnswerWithdrawn``) sends no more of them. Answers older than ``deliver_within`` are
-        dropped unsent (``DELIVER_WITHIN_S``).
+        wait is often one chat's). One whose own messages, or the notes under them, are still
+        going out here (past its row's claim) is left to that, claimed anew. Of a long private
+        answer not taken whole, the messages Telegram took are recorded with it (``send`` gives
+        a ``Progress``): the next pass sends the rest only; one whose row is gone as its
+        messages go out (erased: ``AnswerWithdrawn``) sends no more of them. Answers older than
+        ``deliver_within`` are dropped unsent (``DELIVER_WITHIN_S``).
         """
         sent = 0
         began = self.clock()

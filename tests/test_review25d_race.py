@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from tests.books import inconsistent_users
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.gated import GatedTelegram
 from tests.harness import Clock, rows, wait_until
@@ -69,15 +70,17 @@ async def test_a_pass_past_the_claim_sends_no_note_the_live_answer_is_still_send
         telegram.send_text(USER, "a question")
         async with asyncio.timeout(30):
             await telegram.holding.wait()  # the answer taken, its Continue note in flight
-        ((claimed,),) = rows(db, "SELECT claimed_until FROM undelivered")
+        claimed = int(str(rows(db, "SELECT claimed_until FROM undelivered")[0][0]))
         clock.advance(3 * chat.hold_lifetime)  # the note's flood waits outlast the claim
 
         def passed() -> bool:  # a pass took the row: it sent the note, or left it (renewed)
             renewed = rows(db, "SELECT claimed_until FROM undelivered")
-            return notes_sent(telegram) > 0 or (bool(renewed) and renewed[0][0] > claimed)
+            return notes_sent(telegram) > 0 or (bool(renewed) and int(str(renewed[0][0])) > claimed)
 
         await wait_until(passed, within=30)
         telegram.release_messages()
         await wait_until(lambda: rows(db, "SELECT 1 FROM undelivered") == [], within=30)
         assert await chat.wait_idle(30)
         assert notes_sent(telegram) == 1
+        assert rows(db, "SELECT COUNT(*) FROM ledger WHERE kind = 'usage'") == [(1,)]
+        assert await inconsistent_users(stack.veil.store) == []
