@@ -1071,7 +1071,11 @@ class ChatService:
                     empty.retry = retry
                     raise empty
         elif turns is not None:
-            await exchange.stored(self.store, turns)
+            try:
+                await exchange.stored(self.store, turns)
+            except HistoryUnavailable:  # told instead of its notes: they will not follow
+                await self._unnoted(asked.outbound, outbound, hold.request_id)
+                raise
             self._cut_ends(user_id, asked.thread_id, hold.request_id, cut=finish_reason == CUT)
             if asked.naming is not None:
                 naming = dataclasses.replace(asked.naming, answer=text)
@@ -1171,6 +1175,19 @@ class ChatService:
             finally:
                 noting = sent and place is not None and not place.edited  # its notes to go
                 self._delivered_by(request_id, notes=notes if noting else 0)
+
+    async def _unnoted(
+        self, place: Outbound | None, row: AnswerRow | None, request_id: str
+    ) -> None:
+        """A private answer that went out, its followup telling a failure: its row goes now.
+
+        The row waited for the notes under the answer (``_sent``), but the followup says its
+        history was not stored instead of sending them; a pass sent them minutes after that
+        apology, among them a Continue that asks nothing (the exchange it goes on from is not
+        stored).
+        """
+        if row is not None and row.stored and place is not None and not place.edited:
+            await self.delivered(request_id)
 
     def _delivered_by(self, request_id: str, *, notes: int) -> None:
         """Let a delivery pass have the answer's row: now, or (``notes`` to go) once they went.
