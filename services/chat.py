@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import secrets
@@ -151,6 +152,10 @@ KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut an
 # Before a conversation's answer id while it ends (``ChatService._cut_begins``): no Continue
 # button carries it (a request id is hex), so none is taken for it.
 _ENDING = "ending:"
+# The answers a detached task's followup is still sending notes under (``_delivered_by``).
+_FOLLOWING: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "following", default=None
+)
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 # An answer whose final message a crash (or Telegram, down for long) kept from its user is
@@ -592,6 +597,8 @@ class ChatService:
     async def _detached(
         self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
     ) -> None:
+        following: set[str] = set()  # answers whose notes its followup sends (``_delivered_by``)
+        _FOLLOWING.set(following)  # this task's context, and the answer's task made in it
         try:
             await work
         except Exception as exc:  # noqa: BLE001 -- every failure is the caller's to report
@@ -603,6 +610,8 @@ class ChatService:
                     error=type(exc).__name__,
                     reporting=type(unreported).__name__,
                 )
+        finally:
+            self._delivering -= following
 
     def cancel(self, user_id: int, stop_tag: StopTag | None = None) -> bool:
         """Ask the user's streaming answer to stop; False if none is streaming.
@@ -1062,7 +1071,11 @@ class ChatService:
                     empty.retry = retry
                     raise empty
         elif turns is not None:
-            await exchange.stored(self.store, turns)
+            try:
+                await exchange.stored(self.store, turns)
+            except HistoryUnavailable:  # told instead of its notes: they will not follow
+                await self._unnoted(asked.outbound, outbound, hold.request_id)
+                raise
             self._cut_ends(user_id, asked.thread_id, hold.request_id, cut=finish_reason == CUT)
             if asked.naming is not None:
                 naming = dataclasses.replace(asked.naming, answer=text)
@@ -1133,7 +1146,8 @@ class ChatService:
         called where the message did not go out now but its row was written with the charge:
         the outbox sends it. ``notes``: the notes that go under it (``Finish.notes``), which the
         caller's followup sends once this returns: its row stays until Telegram took the last
-        (``_recording``), so a bot killed before that sends them at its next start.
+        (``_recording``), so a bot killed before that sends them at its next start, and no
+        pass here sends them beside the followup (``_delivered_by``).
         """
         sent = False
         self._delivering.add(request_id)
@@ -1159,7 +1173,36 @@ class ChatService:
                 await _written(ending)  # a cancellation meanwhile goes on once it is done
                 ending.result()
             finally:
-                self._delivering.discard(request_id)
+                noting = sent and place is not None and not place.edited  # its notes to go
+                self._delivered_by(request_id, notes=notes if noting else 0)
+
+    async def _unnoted(
+        self, place: Outbound | None, row: AnswerRow | None, request_id: str
+    ) -> None:
+        """A private answer that went out, its followup telling a failure: its row goes now.
+
+        The row waited for the notes under the answer (``_sent``), but the followup says its
+        history was not stored instead of sending them; a pass sent them minutes after that
+        apology, among them a Continue that asks nothing (the exchange it goes on from is not
+        stored).
+        """
+        if row is not None and row.stored and place is not None and not place.edited:
+            await self.delivered(request_id)
+
+    def _delivered_by(self, request_id: str, *, notes: int) -> None:
+        """Let a delivery pass have the answer's row: now, or (``notes`` to go) once they went.
+
+        Its notes go out after ``_deliver``, from its followup, in the task that runs both
+        (``detach``): a pass that took the row meanwhile (its claim run out under flood waits)
+        sent the note the followup was sending, and the user saw it twice. The row is left to
+        that task until it ends (``_FOLLOWING``); notes it could not send then go out from the
+        row once its claim does.
+        """
+        following = _FOLLOWING.get()
+        if notes and following is not None:
+            following.add(request_id)
+        else:
+            self._delivering.discard(request_id)
 
     def _left_cut(self, asked: _Asked, request_id: str, turns: TurnsWriter | None) -> None:
         """A cut answer left to the outbox (``_deliver``'s ``left``): its Continue goes on.
@@ -1295,12 +1338,12 @@ class ChatService:
         then it is marked delivered, whether Telegram took it or refused it for good (the chat or
         message gone, the bot blocked); at the first Telegram cannot take now, that one and the
         rest are given back to the next pass, that one to be tried after the others (a flood
-        wait is often one chat's). One whose own messages are still going out here (past its
-        row's claim) is left to that, claimed anew. Of a long private answer not taken whole,
-        the messages Telegram took are recorded with it (``send`` gives a ``Progress``): the
-        next pass sends the rest only; one whose row is gone as its messages go out (erased:
-        ``AnswerWithdrawn``) sends no more of them. Answers older than ``deliver_within`` are
-        dropped unsent (``DELIVER_WITHIN_S``).
+        wait is often one chat's). One whose own messages, or the notes under them, are still
+        going out here (past its row's claim) is left to that, claimed anew. Of a long private
+        answer not taken whole, the messages Telegram took are recorded with it (``send`` gives
+        a ``Progress``): the next pass sends the rest only; one whose row is gone as its
+        messages go out (erased: ``AnswerWithdrawn``) sends no more of them. Answers older than
+        ``deliver_within`` are dropped unsent (``DELIVER_WITHIN_S``).
         """
         sent = 0
         began = self.clock()
