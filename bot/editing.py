@@ -3,13 +3,15 @@
 Telegram allows about 20 messages a minute in a group, edits included, and answers a bot that
 edits faster with ``retry_after`` of minutes. A ``Pacer`` spaces every call into one chat (or
 one inline message, whose chat the bot does not know; a guest answer's is its group's) at least
-``60 / per_minute`` seconds apart, first come first served. An ``EditSink`` edits its message
-only when its pacer has a slot free right now, the last edit is at least ``interval`` old and
-the text grew by at least ``min_growth`` characters (so a slow stream edits less), never with
-unchanged text; it always ends with one final, complete edit, which waits for its slot, honours
-``retry_after`` and is tried again after a server or network error. An answer longer than one
-message ends with what fits and a button that opens the whole answer in the private chat (kept
-in memory by ``services.answers.LongAnswers``, never on disk).
+``60 / per_minute`` seconds apart, first come first served (notices to one member take at
+most half of a group's slots, ``NOTICE_SHARE``; a pacer in use is never forgotten, ``Pacers``).
+An ``EditSink`` edits its message only when its pacer has a slot free right now, the last
+edit is at least ``interval`` old and the text grew by at least ``min_growth`` characters (so
+a slow stream edits less), never with unchanged text; it always ends with one final, complete
+edit, which waits for its slot, honours ``retry_after`` and is tried again after a server or
+network error. An answer longer than one message ends with what fits and a button that opens
+the whole answer in the private chat (kept in memory by ``services.answers.LongAnswers``, never
+on disk).
 
 With ``rich`` (``VEIL_RICH_MESSAGES``) the edits carry a rich message (Bot API 10.1:
 ``editMessageText`` takes ``rich_message``, for inline messages too): the model's Markdown as
@@ -35,7 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import sys
 import time
+import weakref
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,12 +73,13 @@ from bot.formatting import (
     utf16_len,
 )
 from bot.streaming import entities_of
-from bot.telegram import UnreadableReply
+from bot.telegram import FLOOD_WAITS, UnreadableReply
 from bot.thinking import MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
 from common.logs import describe
 from common.thought import MARK
 from services.answers import Answered, LongAnswers, ReplyChains, Showing
+from services.groups import Posting
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -87,6 +93,13 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
+# The share of a group's slots notices to one member (or a chat) may take (``Editors.tell_one``):
+# half, so answers keep at least ten calls a minute at Telegram's twenty, however many commands
+# members send; in a quiet group a notice goes at once, one right after it six seconds later.
+NOTICE_SHARE = 0.5
+# Seconds of flood waits a placeholder's tries wait out in all (``Editors.post``): as the
+# session's retries did, a minute for each of ``FINAL_TRIES`` tries, before they moved here.
+POST_FLOOD_WAIT = 60.0 * FINAL_TRIES
 # What Telegram says when the message an answer streams into is gone (deleted by a user, or in
 # a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too,
 # and a group upgraded to a supergroup (deactivated: nothing in it can be edited any more).
@@ -109,7 +122,7 @@ class Pacer:
     while one waits (a pacer is kept per chat and per inline message, mostly idle).
     """
 
-    __slots__ = ("_clock", "_next", "_queue", "_waiting", "gap")
+    __slots__ = ("__weakref__", "_clock", "_next", "_queue", "_waiting", "gap")
 
     def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.gap = 60.0 / per_minute
@@ -129,9 +142,25 @@ class Pacer:
             return max(delay, self.gap / 4)
         return max(delay, 0.0)
 
+    def in_use(self) -> bool:
+        """True while calls wait for it or its last slot's gap has not passed.
+
+        Such a pacer must not be forgotten (``Pacers``): a fresh one for its chat would let a
+        call out at once, alongside those it spaces.
+        """
+        return bool(self._waiting) or self._clock() < self._next
+
     def take(self) -> None:
         """Spend the free slot (check ``free`` first)."""
         self._next = self._clock() + self.gap
+
+    def unspend(self) -> None:
+        """The slot ``wait`` just gave went unused (the call was withdrawn): the next may have it.
+
+        Only right after ``wait`` returned, before anything else awaits (the slot is the gap
+        before ``_next`` then).
+        """
+        self._next -= self.gap
 
     async def wait(self) -> None:
         """Wait for the next slot, after everyone already waiting, and spend it.
@@ -166,20 +195,39 @@ class Pacer:
 
 
 class Pacers:
-    """One ``Pacer`` a chat or inline message, the idle ones forgotten beyond ``keep``."""
+    """One ``Pacer`` a chat or inline message, the idle ones forgotten beyond ``keep``.
+
+    Never one in use: whose calls wait, or whose last slot's gap has not passed
+    (``Pacer.in_use``), nor one something still holds (an answer's sink between its edits, a
+    post waiting), which its key finds again. Forgotten so, it left its chat to a second pacer
+    alongside it, and twice the pace Telegram allows (its 429s followed).
+    """
 
     def __init__(self, per_minute: float, keep: int = 10_000) -> None:
         self.per_minute = per_minute
         self._keep = keep
         self._pacers: OrderedDict[int | str, Pacer] = OrderedDict()
+        self._held: weakref.WeakValueDictionary[int | str, Pacer] = weakref.WeakValueDictionary()
 
     def __call__(self, key: int | str) -> Pacer:
         """The pacer of chat id or inline message id ``key``."""
-        pacer = self._pacers.pop(key, None) or Pacer(self.per_minute)
+        pacer = self._pacers.pop(key, None) or self._held.get(key)
+        if pacer is None:
+            pacer = self._held[key] = Pacer(self.per_minute)
         self._pacers[key] = pacer
-        while len(self._pacers) > self._keep:
-            self._pacers.popitem(last=False)
+        self._forget()
         return pacer
+
+    def _forget(self) -> None:
+        """Drop the least recently used beyond ``keep``; one in use goes to the back instead."""
+        looked = 0
+        while len(self._pacers) > self._keep and looked < len(self._pacers):
+            key, pacer = next(iter(self._pacers.items()))
+            if pacer.in_use():
+                self._pacers.move_to_end(key)
+                looked += 1
+            else:
+                del self._pacers[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,6 +734,18 @@ def _notice_failed(exc: TelegramAPIError, pacer: Pacer) -> None:
     log.warning("editing.notice_failed", error=type(exc).__name__)
 
 
+def _raise_flood(seconds: float) -> None:
+    """A flood wait the session met (``FLOOD_WAITS``): raised to the caller, not waited out.
+
+    Called as the session handles Telegram's ``TelegramRetryAfter``: that is raised again.
+    """
+    del seconds  # the refusal carries it
+    flood = sys.exception()
+    if not isinstance(flood, TelegramRetryAfter):  # pragma: no cover -- told of none
+        return
+    raise flood
+
+
 class Editors:
     """Makes ``EditSink``s and posts placeholders, every call paced by its chat's ``Pacer``.
 
@@ -702,6 +762,9 @@ class Editors:
         self.rich = rich
         self.show_reasoning = show_reasoning
         self.group_pacers = Pacers(pace.group_per_minute)
+        # Notices to one member (or a chat) wait for a slot of these before the group's own:
+        # they take at most ``NOTICE_SHARE`` of the group's pace (``tell_one``).
+        self.notice_pacers = Pacers(pace.group_per_minute * NOTICE_SHARE)
         self.inline_pacers = Pacers(pace.inline_per_minute)
         self._notices: set[asyncio.Task[None]] = set()
         # (chat, member or chat posting, text) of each notice waiting for its group's pace or
@@ -734,26 +797,54 @@ class Editors:
                 del self._in_turn[chat_id], self._turns[chat_id]
 
     async def post(
-        self, chat_id: int, text: str, *, reply_to: int, markup: InlineKeyboardMarkup | None
-    ) -> int:
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None,
+        posting: Posting | None = None,
+    ) -> int | None:
         """Send a placeholder reply in a group, in its pacer's order; its message id.
+
+        None: ``posting`` was withdrawn before a try went out (its asker's ``/stop`` as it
+        waited for its slot, or for a flood wait to pass): nothing is sent, and the slot it
+        waited for goes to the next call (``Pacer.unspend``). Looked at once the slot has
+        come, right before the send: a stop that came after that is the placeholder's to tell.
 
         A reply Telegram took (its "ok") whose result does not validate still names the message
         it sent, mostly: that id is the placeholder's (logged). One that names none raises
         ``UnreadableReply`` (``taken``): the message is in the group, and the bot cannot tell
         which it is. A flood wait is waited out, each try after the last one's; one refused so
-        ``FINAL_TRIES`` times raises the last ``TelegramRetryAfter``.
+        ``FINAL_TRIES`` times raises the last ``TelegramRetryAfter``. With ``posting``, the
+        flood waits are waited out here, in the group's pacer, not by the session
+        (``RetryMiddleware``, which sent its retry unlooked-at, after a ``/stop``): so each try
+        looks at ``posting`` again; they go on while the waits add up to at most
+        ``POST_FLOOD_WAIT`` seconds (each counted as at least one, as the session counts them).
         """
         pacer = self.group_pacers(chat_id)
-        for attempt in range(FINAL_TRIES):
+        own = posting or Posting()
+        waited = 0.0
+        for attempt in itertools.count():
             await pacer.wait()
+            if own.withdrawn and not own.out:
+                pacer.unspend()
+                log.info("editing.post_withdrawn")
+                return None
+            own.out = True
+            told = None if posting is None else FLOOD_WAITS.set(_raise_flood)
             try:
                 return await self._send_placeholder(chat_id, text, reply_to, markup)
             except TelegramRetryAfter as exc:
                 pacer.back_off(exc.retry_after)
-                if attempt == FINAL_TRIES - 1:
+                own.out = own.withdrawn  # not sent: withdrawable, unless stopped in flight
+                waited += max(exc.retry_after, 1)
+                if waited > POST_FLOOD_WAIT if posting else attempt == FINAL_TRIES - 1:
                     raise
-        raise AssertionError  # pragma: no cover -- the last try returns or raises
+            finally:
+                if told is not None:
+                    FLOOD_WAITS.reset(told)
+        raise AssertionError  # pragma: no cover -- tries until one returns or raises
 
     async def _send_placeholder(
         self, chat_id: int, text: str, reply_to: int, markup: InlineKeyboardMarkup | None
@@ -910,6 +1001,7 @@ class Editors:
         """
         with self._not_queued_twice((chat_id, sender_chat_id, text)) as new:
             if new:
+                await self.notice_pacers(chat_id).wait()
                 await self.post(chat_id, text, reply_to=reply_to, markup=None)
 
     @contextlib.contextmanager
@@ -947,7 +1039,11 @@ class Editors:
         A notice the member is already waiting for is not queued again: the group's pace is
         first come first served, and a member's burst (bare mentions, mentions while their
         question waits) would otherwise take the group's next slots, one a message, ahead of
-        the answers others asked for.
+        the answers others asked for. Notices take at most ``NOTICE_SHARE`` of the group's
+        slots: each waits for a slot of the group's notice pacer first, so one notice at most
+        stands in the group's queue, and an answer's placeholder or final edit waits for that
+        one, not for every notice members' commands queued before it (a progress edit, which
+        goes only when the group's pacer is free, finds it free between them).
         """
         with self._not_queued_twice((chat_id, user_id, text)) as new:
             if new:
@@ -965,7 +1061,8 @@ class Editors:
         markup: InlineKeyboardMarkup | None,
         thread_id: int | None,
     ) -> None:
-        pacer = self.group_pacers(chat_id)
+        pacer, share = self.group_pacers(chat_id), self.notice_pacers(chat_id)
+        await share.wait()
         await pacer.wait()
         try:
             told = await self.bot.send_message(
@@ -990,6 +1087,7 @@ class Editors:
                 log.info("editing.ephemeral_ignored")
                 self._delete_soon(chat_id, told.message_id)
             return
+        await share.wait()
         await pacer.wait()
         try:
             sent = await self.bot.send_message(

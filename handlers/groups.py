@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
 
@@ -86,6 +86,7 @@ from services.answers import Shown
 from services.chat import Question
 from services.errors import AnswerInProgress, InsufficientCredit, VeilError
 from services.fitting import quoted
+from services.groups import Posting
 from services.kept import Firsts
 
 if TYPE_CHECKING:
@@ -643,7 +644,8 @@ class _GroupAnswer:
     shown: Shown | None = None
     sink: EditedAnswer | None = None
     stop_tag: str | None = None  # its stop button's, once its turn came
-    withdrawn: bool = False  # stopped by ``/stop`` before the model was asked (``stop``)
+    # Its placeholder on the way; withdrawn by ``/stop`` before the model was asked (``stop``)
+    posting: Posting = field(default_factory=Posting)
 
     async def run(self) -> None:
         """In the group's turn: the placeholder, the answer streamed into it, its note.
@@ -666,25 +668,32 @@ class _GroupAnswer:
 
         Streaming, it stops as a pressed stop button stops it (``ChatService.cancel`` with the
         button's tag, never another answer of the asker's): the part shown stays, charged, or
-        the placeholder says it stopped. Waiting for the group's turn, it is withdrawn: let go
-        in its turn, unasked and uncharged ("withdrawn": the asker is told, nothing public
-        says it), and the asker may ask again at once. In its turn, before the model was asked
-        (the placeholder being posted), it ends there as one stopped before a word.
+        the placeholder says it stopped. Waiting for the group's turn, or in it for the
+        placeholder's slot (the group's pace, a flood wait), it is withdrawn: let go unposted,
+        unasked and uncharged ("withdrawn": the asker is told alone, nothing public says it),
+        and the asker may ask again at once. Once the placeholder is on its way (sent, not yet
+        answered), it ends there as one stopped before a word. A placeholder posted and then
+        edited to say so took two of the group's slots, and the asker heard nothing until then.
         """
         if self.written:
             return None
-        if self.stop_tag is None:
-            self.withdrawn = True
+        if self.sink is None and not self.posting.out:
+            self.posting.withdrawn = True
             asking = (self.asker.chat_id, self.asker.user_id)
             if self.kit.asking.get(asking) is self:
                 del self.kit.asking[asking]
             return "withdrawn"
         if self.sink is None:
-            self.withdrawn = True
+            self.posting.withdrawn = True
             return "stopped"
         return (
             "stopped" if self.kit.chat.cancel(self.asker.user_id, stop_tag=self.stop_tag) else None
         )
+
+    @property
+    def withdrawn(self) -> bool:
+        """Whether ``/stop`` came before the model was asked (``stop``)."""
+        return self.posting.withdrawn
 
     @property
     def written(self) -> bool:
@@ -881,7 +890,8 @@ class _GroupAnswer:
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
 
-        Nor one withdrawn by its asker as it waited (``stop``): nothing is posted.
+        Nor one withdrawn by its asker as it waited for its turn, or in it for the slot it is
+        posted in (``stop``, ``Editors.post``): nothing is posted.
 
         Telegram refusing it means the question was deleted before its turn came, the bot
         removed from the group, the group upgraded to a supergroup meanwhile (the question is
@@ -899,8 +909,12 @@ class _GroupAnswer:
         editors, text = self.kit.editors, self.texts("group_placeholder")
         for attempt in range(PLACEHOLDER_TRIES):
             try:
-                return await editors.post(
-                    self.asker.chat_id, text, reply_to=self.asker.message_id, markup=stop
+                posted = await editors.post(
+                    self.asker.chat_id,
+                    text,
+                    reply_to=self.asker.message_id,
+                    markup=stop,
+                    posting=self.posting,
                 )
             except REFUSED as exc:
                 not_answered(exc)
@@ -909,6 +923,10 @@ class _GroupAnswer:
                 if not went_out(exc) or attempt == PLACEHOLDER_TRIES - 1:
                     raise
                 log.warning("groups.placeholder_orphaned", error=type(exc).__name__)
+            else:
+                if posted is None:  # by ``/stop`` as it waited for its slot: the asker was told
+                    log.info("groups.withdrawn", posted=False)
+                return posted
         return None  # pragma: no cover -- the last try returns or raises
 
     async def failed(self, error: Exception) -> None:

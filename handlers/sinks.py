@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aiogram.types import InlineKeyboardMarkup
 
     from services.answers import Answered, LongAnswers, ReplyChains, Showing
+    from services.groups import Posting
 
 
 class NoticeSink(AnswerSink, Protocol):
@@ -87,9 +88,15 @@ class Editors(Protocol):
         ...
 
     async def post(
-        self, chat_id: int, text: str, *, reply_to: int, markup: InlineKeyboardMarkup | None
-    ) -> int:
-        """Send a placeholder reply in a group, paced; its message id.
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None,
+        posting: Posting | None = None,
+    ) -> int | None:
+        """Send a placeholder reply in a group, paced; its message id, None: ``withdrawn``.
 
         Telegram's "ok" with a result that names no message raises aiogram's
         ``ClientDecodeError`` whose ``taken`` is true (``handlers.replies.went_out``): the

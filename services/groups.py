@@ -2,6 +2,7 @@
 
 A group's admins choose (``/groupsettings``; the handler checks they are admins with Telegram).
 Both default to on; a group never configured has no row. Nothing here holds message text.
+Also ``Posting``: a group answer's placeholder on its way, which its asker may withdraw.
 """
 
 from __future__ import annotations
@@ -16,6 +17,21 @@ if TYPE_CHECKING:
     from models import Store
 
 GroupSetting = Literal["answers", "reply_context"]
+
+
+@dataclass
+class Posting:
+    """A group answer's placeholder on its way (``Editors.post``), and whether it is wanted.
+
+    ``withdrawn``: its asker stopped it before it went out (``/stop``): the post lets the slot
+    it waited for go to the next call and sends nothing. ``out``: a try is in flight, or went
+    out: too late to withdraw; a stop now is told by the placeholder itself. A try Telegram
+    refused with a flood wait is not out, unless withdrawn as it was in flight (then its
+    stopper is owed the placeholder's word, and the next try goes out).
+    """
+
+    withdrawn: bool = False
+    out: bool = False
 
 
 @dataclass(frozen=True)
