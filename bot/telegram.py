@@ -3,7 +3,8 @@ r"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API ser
 aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
 retries, again after each one, up to a minute of waiting in all; it retries once on a Telegram
 5xx, and the answer to a query (answered once) once on a broken connection. A caller that
-must know when its call waits one out sets ``FLOOD_WAITS`` for its task.
+must know when its call waits one out (or must wait it out itself) sets ``FLOOD_WAITS`` for
+its task.
 Draft updates and chat actions are not retried here: a stale draft is worthless, so the answer
 sinks skip them and send the next one when Telegram allows.
 
@@ -119,9 +120,11 @@ _QUERY_TOO_OLD = "query is too old"  # Telegram's 400 for a press answered past 
 # Presses whose answer is remembered (``StalePresses``): a second answer comes within the
 # handling of the same update, seconds later.
 PRESSES_REMEMBERED = 10_000
-# Told the seconds of each flood wait a call waits out (``RetryMiddleware``), where a caller
-# set it for its task: a final part's try that waits one was answered, not left unanswered by a
-# slow Telegram (``bot.streaming.delivered``).
+# Told the seconds of each flood wait a call is about to wait out (``RetryMiddleware``), where a
+# caller set it for its task: a final part's try that waits one was answered, not left
+# unanswered by a slow Telegram (``bot.streaming.delivered``); a group's placeholder raises it
+# instead, to wait in the group's pacer and look again whether its question was withdrawn
+# (``bot.editing.Editors.post``).
 FLOOD_WAITS: ContextVar[Callable[[float], None] | None] = ContextVar("flood_waits", default=None)
 
 
