@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -23,11 +24,14 @@ from common.logs import describe
 from handlers.callbacks import BuyPack, BuyPlan
 from handlers.commands import TextCommand
 from handlers.replies import TELEGRAM_LATER, buy_keyboard, per_thousand
+from services.errors import LedgerUnavailable
 from services.prices import format_units
 from services.shop import CURRENCY, RENEWAL_GRACE_S, SUBSCRIPTION_PERIOD
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from aiogram import Bot
     from aiogram.filters import CommandObject
     from aiogram.types import CallbackQuery, Message, PreCheckoutQuery
@@ -224,9 +228,27 @@ async def on_successful_payment(message: Message, desk: Desk) -> None:
     await desk.take_message(message)
 
 
-async def on_refunded_payment(message: Message, desk: Desk) -> None:
-    """Telegram refunded a payment: take its credit back (once) and say so."""
+async def on_refunded_payment(message: Message, desk: Desk, bot: Bot, shop: Shop) -> None:
+    """Telegram refunded a payment: take its credit back (once) and say so; end its plan.
+
+    A refunded plan payment is one whose subscription renews no more (the renewal grace
+    counts it cancelled), and a refund Telegram made itself (not the admin's /refund, which
+    cancels on its own) left it charging every 30 days. So it is cancelled here too: the same
+    call as /refund's, costing nothing, made again when the report is delivered again (and
+    after the admin's /refund, which Telegram reports too). A failure is logged and undoes
+    nothing (``cancel_subscription``).
+    """
     await desk.take_message(message)
+    refund, user = message.refunded_payment, message.from_user
+    if refund is None or user is None:
+        return
+    charge = refund.telegram_payment_charge_id
+    try:
+        charges = await shop.refunded_subscription(user.id, charge, refund.invoice_payload)
+    except LedgerUnavailable:
+        log.warning("stars.plan_not_canceled", charge_id=charge, error="LedgerUnavailable")
+        return
+    await cancel_subscription(bot, user.id, charges)
 
 
 def telegram_error(error: TelegramBadRequest) -> str:
@@ -291,35 +313,74 @@ async def _cancel_plan(bot: Bot, texts: Texts, shop: Shop, payment: Payment) -> 
     the first payment was booked after it) is followed by the order's next recurring charge.
     Empty for a payment that paid no subscription.
     """
-    charges = await shop.subscription_charges(payment)
+    done = await cancel_subscription(bot, payment.user_id, await shop.subscription_charges(payment))
+    if done is None:
+        return ""
+    if done.error is None:
+        return "\n" + texts("refund_plan_canceled")
+    return _not_canceled(texts, payment, done)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What cancelling a subscription did: ``error`` is None when Telegram cancelled it.
+
+    ``charge_id`` is the charge it was named by (the last one tried, when it failed).
+    """
+
+    charge_id: str
+    error: Exception | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why it failed, in Telegram's words where it gave some ("" when it did not fail)."""
+        if self.error is None:
+            return ""
+        if isinstance(self.error, TelegramAPIError):
+            return self.error.message
+        return type(self.error).__name__
+
+
+async def cancel_subscription(
+    bot: Bot, user_id: int, charges: Sequence[str]
+) -> Cancellation | None:
+    """Cancel the user's subscription named by one of ``charges`` (tried in turn); None if none.
+
+    ``editUserStarSubscription(is_canceled=True)`` ends its renewals (the period paid for runs
+    out as it would); sent again for a subscription cancelled already it changes nothing. A
+    charge Telegram says names no subscription (``CHARGE_ID_INVALID``: a renewal's, where the
+    first payment was booked after it) is followed by the next. A failure is logged
+    (``stars.plan_not_canceled``) and returned, never raised: the refund it follows stands.
+    """
     for number, subscription in enumerate(charges, 1):
         try:
             await bot.edit_user_star_subscription(
-                user_id=payment.user_id, telegram_payment_charge_id=subscription, is_canceled=True
+                user_id=user_id, telegram_payment_charge_id=subscription, is_canceled=True
             )
         except TelegramBadRequest as exc:
             if telegram_error(exc) == NOT_A_SUBSCRIPTION and number < len(charges):
                 continue  # not the charge that names it (a first payment booked late): the next
-            return _not_canceled(texts, payment, subscription, exc)
+            log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
+            return Cancellation(subscription, exc)
         except (TelegramAPIError, *TELEGRAM_LATER) as exc:
-            return _not_canceled(texts, payment, subscription, exc)
+            log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
+            return Cancellation(subscription, exc)
         log.info("stars.plan_canceled", charge_id=subscription)
-        return "\n" + texts("refund_plan_canceled")
-    return ""
+        return Cancellation(subscription)
+    return None
 
 
-def _not_canceled(texts: Texts, payment: Payment, subscription: str, exc: Exception) -> str:
+def _not_canceled(texts: Texts, payment: Payment, done: Cancellation) -> str:
     """The admin's line for a cancellation Telegram did not make, and what to do about it.
 
     ``CHARGE_ID_INVALID`` for the last of the order's charges: none in the books names the
     subscription, its first payment is missing (a restored database). The same /refund again
     fails the same way until ``reconcile --fix`` books that payment from Telegram's list.
     """
-    log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
-    reason = exc.message if isinstance(exc, TelegramAPIError) else type(exc).__name__
+    exc = done.error
     unknown = isinstance(exc, TelegramBadRequest) and telegram_error(exc) == NOT_A_SUBSCRIPTION
     key = "refund_plan_unknown" if unknown else "refund_plan_not_canceled"
-    return "\n" + texts(key, reason=reason, charge=payment.charge_id)
+    return "\n" + texts(key, reason=done.reason, charge=payment.charge_id)
 
 
 # -- the admin's figures and the texts Telegram requires -----------------------------------------

@@ -216,6 +216,13 @@ def all_payments(db: Database) -> list[Payment]:
     return [_payment(row) for row in rows]
 
 
+def set_subscription_end(db: Database, charge_id: str, until: int) -> None:
+    """Set when the period a subscription payment paid ends (Telegram's own end, once known)."""
+    db.execute(
+        "UPDATE payments SET subscription_expires_at = ? WHERE charge_id = ?", [until, charge_id]
+    )
+
+
 def mark_refunded(db: Database, charge_id: str) -> None:
     """Mark a payment refunded."""
     db.execute("UPDATE payments SET refunded = 1 WHERE charge_id = ?", [charge_id])

@@ -5,7 +5,8 @@ reconciles its books with Telegram's list of Star transactions. An invoice's pay
 single-use order id stored as a pending order. Pre-checkout accepts only the owner's pending,
 unexpired order at its exact amount. A successful payment is credited exactly once, in one
 transaction with its payment row (UNIQUE charge id) and the order marked paid; a redelivered
-update changes nothing. A payment that does not match a good order is still credited (the user
+update changes nothing (but for Telegram's own end of a plan period ``reconcile --fix`` booked
+with a reckoned one). A payment that does not match a good order is still credited (the user
 paid) and flagged for the admin. Credits are in µ★ (1 Star = 1_000_000). Every change is one
 ``Store.write``; a storage failure is ``LedgerUnavailable``.
 """
@@ -178,7 +179,10 @@ class IncomingPayment:
 
     ``payload`` is the invoice payload (our order id), ``amount`` in the currency's whole units
     (Stars), ``charge_id`` Telegram's charge id; ``is_recurring`` marks a plan's payment and
-    ``subscription_expires_at`` (Unix time) when its period ends.
+    ``subscription_expires_at`` (Unix time) when its period ends. ``reckoned`` marks an end the
+    bot worked out (``reconcile --fix``: the transaction's date plus its period) rather than
+    Telegram's own ``subscription_expiration_date``: the live update, if it comes later, puts
+    Telegram's in its place, never the other way round.
     """
 
     user_id: int
@@ -188,6 +192,7 @@ class IncomingPayment:
     charge_id: str
     is_recurring: bool = False
     subscription_expires_at: int | None = None
+    reckoned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +201,9 @@ class StarTransaction:
 
     ``id`` is the charge id (a refund carries its payment's id), ``amount`` whole Stars,
     ``payload`` the invoice payload Telegram reports with it (our order id), if any;
-    ``subscription`` whether it paid a subscription period.
+    ``subscription`` whether it paid a subscription period, and ``subscription_expires_at``
+    when that period ends (its ``date`` plus the source's ``subscription_period``; Telegram's
+    list gives no end of its own).
     """
 
     id: str
@@ -205,6 +212,7 @@ class StarTransaction:
     user_id: int | None = None
     payload: str | None = None
     subscription: bool = False
+    subscription_expires_at: int | None = None
 
 
 def _paying(now: int, approved_at: int) -> bool:
@@ -393,9 +401,11 @@ class Shop:
     async def record_payment(self, paid: IncomingPayment) -> PaymentResult:
         """Book a successful payment: payment row, order paid and ledger credit, atomically.
 
-        A charge id already booked returns ``new=False`` and changes nothing. A payment that
-        does not match the user's pending order is credited anyway (the order's units when the
-        amount matches, else the Stars at the cheapest pack's rate) and flagged. A plan renewal
+        A charge id already booked returns ``new=False`` and changes nothing, except a plan
+        period's end ``reconcile --fix`` reckoned, which Telegram's own end (the live update's,
+        come after all) replaces. A payment that does not match the user's pending order is
+        credited anyway (the order's units when the amount matches, else the Stars at the
+        cheapest pack's rate) and flagged. A plan renewal
         (``is_recurring`` on a paid plan order) credits the plan's units once per charge id.
         """
         if not paid.charge_id:
@@ -405,6 +415,7 @@ class Shop:
         def write(db: Database) -> PaymentResult:
             existing = orders.get_payment(db, paid.charge_id)
             if existing is not None:
+                _telegrams_end(db, existing, paid)
                 order = orders.get_order(db, existing.order_id)
                 return PaymentResult(
                     new=False,
@@ -575,6 +586,32 @@ class Shop:
             )
         return charges or [payment.charge_id]
 
+    async def refunded_subscription(self, user_id: int, charge_id: str, payload: str) -> list[str]:
+        """The charge ids that may name the subscription a refunded charge paid, likeliest first.
+
+        As ``subscription_charges``, for a refund Telegram reported (``refunded_payment``): by
+        its payment, or, one not booked yet (the refund came first), by its order, a plan
+        order of the user's, with the refunded charge last. Empty for a charge that paid no
+        subscription of the user's.
+        """
+
+        def read(db: Database) -> list[str]:
+            payment = orders.get_payment(db, charge_id)
+            if payment is not None:
+                if payment.user_id != user_id or not payment.is_recurring:
+                    return []
+                order_id = payment.order_id
+            else:
+                order = orders.get_order(db, payload)
+                if order is None or order.kind != "plan" or order.user_id != user_id:
+                    return []
+                order_id = order.id
+            charges = orders.recurring_charges(db, order_id, user_id)
+            return charges if charge_id in charges else [*charges, charge_id]
+
+        with ledger_failures():
+            return await self._store.read(read)
+
     async def plan_until(self, user_id: int) -> int | None:
         """When the user's paid plan period ends (Unix time), or None if never subscribed."""
         with ledger_failures():
@@ -608,7 +645,7 @@ class Shop:
         ``transactions`` must be every Stars transaction with users (all pages of
         ``getStarTransactions``). An empty list means the books agree.
         """
-        payments = {p.charge_id: p for p in await self._payments()}
+        payments = {p.charge_id: p for p in await self.payments()}
         paid: dict[str, StarTransaction] = {}
         refunded: set[str] = set()
         for tx in transactions:
@@ -660,7 +697,7 @@ class Shop:
         Telegram made but the ledger did not is taken back. Other differences are for
         a person to look at (``reconcile``).
         """
-        payments = {p.charge_id: p for p in await self._payments()}
+        payments = {p.charge_id: p for p in await self.payments()}
         lines: list[str] = []
         refunds = [tx for tx in transactions if tx.is_refund]
         for tx in transactions:
@@ -674,6 +711,8 @@ class Shop:
                     tx.amount,
                     tx.id,
                     is_recurring=tx.subscription,
+                    subscription_expires_at=tx.subscription_expires_at,
+                    reckoned=True,
                 )
             )
             if result.new:
@@ -694,7 +733,8 @@ class Shop:
                 )
         return lines
 
-    async def _payments(self) -> list[Payment]:
+    async def payments(self) -> list[Payment]:
+        """Every payment, oldest first (``reconcile``)."""
         with ledger_failures():
             return await self._store.read(orders.all_payments)
 
@@ -724,6 +764,26 @@ def _approve(db: Database, order: Order, now: int) -> str | None:
             return "plan_being_paid"
     orders.mark_order_approved(db, order.id, now)
     return None
+
+
+def _telegrams_end(db: Database, booked: Payment, paid: IncomingPayment) -> None:
+    """Telegram's own end of a booked plan period in place of the one reckoned for it.
+
+    ``reconcile --fix`` books a missed plan payment with its transaction's date plus its
+    period; the live ``successful_payment``, if Telegram delivers it after all, carries
+    Telegram's ``subscription_expiration_date``, which is the end Telegram charges by. Only the
+    end changes (nothing is credited again); a reckoned end never replaces a booked one.
+    """
+    end = paid.subscription_expires_at
+    if paid.reckoned or end is None or end == booked.subscription_expires_at:
+        return
+    if booked.is_recurring:
+        orders.set_subscription_end(db, booked.charge_id, end)
+        log.info(
+            "stars.plan_end_corrected",
+            charge_id=booked.charge_id,
+            shift_s=end - (booked.subscription_expires_at or end),
+        )
 
 
 def _take_back(db: Database, user_id: int, charge_id: str, units: int, now: int) -> None:
