@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.botstack import process_stack, running_stack
+from tests.botstack import QUICK_RETRY, process_stack, running_stack
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import REPO, ManagedProcess, restarted, rows, wait_until
 
@@ -70,6 +70,7 @@ async def test_an_answer_about_a_file_read_in_part_sent_again_says_how_much_was_
         sweep_every=0.2,
         context_tokens=WINDOW,
         max_answer_tokens=ROOM,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         telegram = stack.telegram
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)

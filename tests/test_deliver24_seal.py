@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from bot.app import deliver_again
 from models.atrest import new_data_key
 from models.outbox import Finish, Outbound, open_answer, seal_answer
-from tests.botstack import running_stack
+from tests.botstack import QUICK_RETRY, running_stack
 from tests.harness import rows, wait_until
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ async def test_a_row_whose_reply_to_was_changed_in_the_file_replies_to_its_own_q
     db = tmp_path / "veil.db"
     # No upkeep pass meanwhile (one would hold the row opened before it was changed): the
     # test runs the pass that sends it, once Telegram is back.
-    async with running_stack(tmp_path, answer=ANSWER, sweep_every=3600) as stack:
+    async with running_stack(
+        tmp_path, answer=ANSWER, sweep_every=3600, final_retry_wait=QUICK_RETRY
+    ) as stack:
         telegram = stack.telegram
         telegram.send_text(USER, "an earlier message")  # answered: a message of the user's
         await stack.final_messages(USER)

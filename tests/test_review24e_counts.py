@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot.app import deliver_again
 from bot.formatting import render_parts
-from tests.botstack import running_stack
+from tests.botstack import QUICK_RETRY, running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import rows
 
@@ -42,7 +42,9 @@ async def test_a_row_whose_message_count_is_below_zero_sends_its_answer_whole_in
 ) -> None:
     db = tmp_path / "veil.db"
     first, second = (part.text for part in render_parts(LONG))
-    async with running_stack(tmp_path, answer=LONG, sweep_every=3600) as stack:
+    async with running_stack(
+        tmp_path, answer=LONG, sweep_every=3600, final_retry_wait=QUICK_RETRY
+    ) as stack:
         telegram = stack.telegram
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)
         telegram.send_text(USER, "a long question")
@@ -70,6 +72,7 @@ async def test_a_row_whose_note_count_is_below_zero_sends_every_note_under_its_a
         sweep_every=3600,
         context_tokens=WINDOW,
         max_answer_tokens=ROOM,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         telegram = stack.telegram
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)

@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.app import deliver_again
-from tests.botstack import running_stack
+from tests.botstack import QUICK_RETRY, running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import rows
 
@@ -55,6 +55,7 @@ async def test_the_second_note_refused_for_now_goes_out_alone_at_the_next_pass(
         sweep_every=3600,
         context_tokens=WINDOW,
         max_answer_tokens=ROOM,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         await left_with_two_notes(stack, db)
         first = [str(m.get("text")) for m in stack.telegram.sent_messages(USER)]
@@ -79,6 +80,7 @@ async def test_no_note_goes_out_after_the_user_forgot_between_the_two(tmp_path: 
         sweep_every=3600,
         context_tokens=WINDOW,
         max_answer_tokens=ROOM,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         await left_with_two_notes(stack, db)
         first = len(stack.telegram.sent_messages(USER))
