@@ -130,6 +130,7 @@ async def test_telegram_429s_and_errors_are_counted_by_method(tmp_path: Path) ->
         stack.telegram.send_text(USER, PROMPT)
         await stack.final_messages(USER)
         await stack.stored_turns(USER, 2)
+        assert await stack.veil.chat.wait_idle(30)  # its outcome counted (it has returned)
         samples = await scraper.samples()
     assert value(samples, "veil_bot_telegram_rate_limited_total", method="sendMessageDraft") == 1
     bad_request = {"method": "sendChatAction", "error": "telegram_bad_request"}
@@ -154,6 +155,7 @@ async def test_stopped_and_failed_answers_are_counted_by_outcome(tmp_path: Path)
         stack.telegram.send_text(USER, "And again?")
         await stack.final_messages(USER, 2)
         await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
+        assert await stack.veil.chat.wait_idle(30)  # each outcome counted (they have returned)
         samples = await scraper.samples()
     assert value(samples, "veil_bot_answers_total", outcome="stopped") == 1
     assert value(samples, "veil_bot_answers_total", outcome="backend_error") == 1
