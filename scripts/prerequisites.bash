@@ -30,6 +30,25 @@ need_build_tools() {
     have cmake || fail "CMake is needed to build llama.cpp once $how"
 }
 
+# The first run's heads-up, said once before anything is installed: the launcher compiles
+# llama.cpp only after the dependencies and the demo model are in, and until then a newcomer
+# waiting for the playground saw nothing say why it takes so long. The minutes are the
+# launcher's own estimate (launcher/llama.py: 22 CPU minutes over CMAKE_BUILD_PARALLEL_LEVEL
+# jobs, else one a usable core; 2 at least); it says them again, with progress each minute,
+# once compiling begins.
+announce_build() {
+    local jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-}"
+    if [[ ! "$jobs" =~ ^[0-9]+$ ]] || ((10#$jobs < 1)); then
+        jobs=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+    fi
+    jobs=$((10#$jobs))
+    local minutes=$(((44 + jobs) / (2 * jobs)))
+    ((minutes >= 2)) || minutes=2
+    say "first run: llama.cpp's llama-server, the model server that runs the local model on this" \
+        "CPU, is compiled from source once (~$minutes minutes with $jobs jobs), after the" \
+        "dependencies are installed; Veil starts when it is built, and later runs start at once"
+}
+
 # Whether uv is at hand already (on PATH or in ./.venv-tools).
 have_uv() { have uv || [ -x .venv-tools/bin/uv ]; }
 
