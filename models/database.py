@@ -8,12 +8,19 @@ never the caller's:
 - ``write(fn)`` runs ``fn`` in one transaction that takes SQLite's write lock first
   (``BEGIN IMMEDIATE``), commits when ``fn`` returns and rolls back when it raises. A deferred
   transaction that reads and then writes fails at once when another process (``reconcile
-  --fix``, a backup) holds the lock: SQLite does not wait for a lock it would have to upgrade
-  to. Taking it first makes the write wait the busy timeout instead.
+  --fix``, a backup, a webhook replica) holds the lock or has committed since the read: SQLite
+  does not wait for a lock it would have to upgrade to. Taking it first makes the write wait
+  the busy timeout instead.
 - ``read(fn)`` runs ``fn`` in a read-only transaction, so several reads see one snapshot; a
   write inside it fails.
 - ``call(fn)`` runs ``fn`` outside any transaction, for what may not run inside one (a WAL
-  checkpoint) or opens its own (migrations).
+  checkpoint) or opens its own (migrations; a read that writes only when it finds nothing).
+
+Every other transaction on a writable connection takes the lock first too: its ``Database``
+(a ``LockingDatabase``) begins ``atomic()`` with ``BEGIN IMMEDIATE`` (nested, a savepoint of
+the one open), and the connection's own implicit transaction around a lone write statement is
+``BEGIN IMMEDIATE`` (``isolation_level``). No write transaction on it is deferred, whoever
+opens it: a ``call`` that writes on what it read takes ``atomic()`` and reads again under it.
 
 Every SQLite error becomes ``StorageError`` (``models.errors.storage_errors``); anything else
 ``fn`` raises (a service's ``InsufficientCredit``) rolls back and reaches the caller unchanged.
@@ -50,6 +57,7 @@ __all__ = [
     "Connection",
     "DataInUse",
     "Database",
+    "LockingDatabase",
     "claim_database",
     "log_failure",
     "on_read_only_disk",
@@ -63,6 +71,37 @@ T = TypeVar("T")
 log = structlog.get_logger("veil.storage")
 
 DB_FILE_MODE = 0o600
+
+
+class LockingDatabase(Database):
+    """sqlite-utils' ``Database``, whose transactions take SQLite's write lock first.
+
+    Its ``atomic()`` began a deferred transaction (``BEGIN``), which failed at once ("database
+    is locked", no busy wait) where it read and then wrote while another process committed in
+    between: the bot and a webhook replica, ``reconcile --fix``, a migration beside a writer.
+    Here the outermost ``atomic()`` begins ``BEGIN IMMEDIATE``, waiting the busy timeout for the
+    lock, and what it reads under it is the latest; nested, it is a savepoint, as before.
+    """
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[LockingDatabase]:
+        """One transaction holding the write lock from its start (a savepoint inside one)."""
+        inside = self.conn.in_transaction  # a local: mypy reads the later check as dead code
+        if inside:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()  # a no-op where the failure ended the transaction already
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
 
 
 class Connection:
@@ -231,12 +270,13 @@ def open_private_database(
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
-        conn = sqlite3.connect(path, timeout=busy_timeout)
+        # A lone write statement's implicit transaction takes the lock first too (``Database``).
+        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level="IMMEDIATE")
     except (OSError, sqlite3.Error) as exc:
         raise DataFolderError(f"cannot open {name} {path}: {exc}") from exc
     try:
         with _taking_turns(path.parent), storage_errors(f"cannot open {name} {path}", path):
-            db = Database(conn, execute_plugins=False)
+            db = LockingDatabase(conn, execute_plugins=False)
             setup(db)
     except BaseException:
         conn.close()

@@ -4,8 +4,11 @@ One SQLite connection on one worker thread (``models.database``): every call run
 submission order, so writes never race and the event loop never blocks on disk. Other tables
 (the ledger, holds, orders, proofs) are reached through ``Store.read`` and ``Store.write``, which
 own the transaction, with the functions of their modules. The history's own calls mostly read,
-so they take SQLite's write lock only when they write (a question's turns go in together, in one
-deferred transaction): a lock held elsewhere never holds up reading a user's history. The
+so they take SQLite's write lock only when they write: a lock held elsewhere never holds up
+reading a user's history. Where they write on what they read (a new user, the next turn's
+place, a conversation to start), they take the lock before that read (``atomic()`` is ``BEGIN
+IMMEDIATE``: ``models.database.LockingDatabase``) or read it again under the lock: another
+process (a webhook replica, ``reconcile --fix``) may have written since. The
 file runs in WAL mode with ``secure_delete`` on, so rows that ``forget`` deletes are overwritten
 with zeros, and the WAL is checkpointed and truncated afterwards (and at every start, for a
 checkpoint a crash cut short). Turn text and conversation titles are sealed with the user's data
@@ -24,7 +27,7 @@ import secrets
 import sqlite3
 import time
 from collections import OrderedDict
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -60,7 +63,7 @@ from models.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from sqlite_utils import Database
@@ -381,7 +384,7 @@ class Store:
         """
 
         def move(db: Database) -> None:
-            with _write_locked(db):
+            with db.atomic():
                 db.execute(
                     "INSERT INTO group_settings (chat_id, answers, reply_context, updated_at)"
                     " SELECT ?, answers, reply_context, updated_at FROM group_settings"
@@ -658,30 +661,44 @@ class Store:
     def _ensure_user(self, db: Database, user_id: int, language: str | None) -> UserRecord:
         record = _select_user(db, user_id)
         if record is None:
-            data_key = new_data_key()
-            record = UserRecord(
-                user_id=user_id,
-                language=language,
-                model=None,
-                cache_salt=secrets.token_urlsafe(CACHE_SALT_BYTES),
-                created_at=int(time.time()),
-            )
-            db.execute(
-                "INSERT INTO users (user_id, language, model, cache_salt, data_key, created_at)"
-                " VALUES (?, ?, NULL, ?, ?, ?)",
-                [
-                    user_id,
-                    language,
-                    record.cache_salt,
-                    self._master_key.wrap(user_id, data_key),
-                    record.created_at,
-                ],
-            )
-            self._keep_data_key(user_id, data_key)
-        elif language is not None and language != record.language:
+            new_key: bytes | None = None
+            # Looked at again under the write lock: the bot and a replica may both have found
+            # no row, and the second insert failed (the UNIQUE user id), its message unanswered.
+            with db.atomic():
+                record = _select_user(db, user_id)
+                if record is None:
+                    record, new_key = self._add_user(db, user_id, language)
+            if new_key is not None:  # kept once its row is committed, never a key not stored
+                self._keep_data_key(user_id, new_key)
+        if language is not None and language != record.language:
             db.execute("UPDATE users SET language = ? WHERE user_id = ?", [language, user_id])
             record = dataclasses.replace(record, language=language)
         return record
+
+    def _add_user(
+        self, db: Database, user_id: int, language: str | None
+    ) -> tuple[UserRecord, bytes]:
+        """Insert the user's row, with a new data key (wrapped); the record and the key."""
+        data_key = new_data_key()
+        record = UserRecord(
+            user_id=user_id,
+            language=language,
+            model=None,
+            cache_salt=secrets.token_urlsafe(CACHE_SALT_BYTES),
+            created_at=int(time.time()),
+        )
+        db.execute(
+            "INSERT INTO users (user_id, language, model, cache_salt, data_key, created_at)"
+            " VALUES (?, ?, NULL, ?, ?, ?)",
+            [
+                user_id,
+                language,
+                record.cache_salt,
+                self._master_key.wrap(user_id, data_key),
+                record.created_at,
+            ],
+        )
+        return record, data_key
 
     def _add_turns(
         self,
@@ -692,7 +709,7 @@ class Store:
     ) -> list[Turn]:
         data_key = self._data_key(db, user_id)
         stored: list[Turn] = []
-        with _write_locked(db):
+        with db.atomic():
             row = db.execute(
                 "SELECT user_id, (SELECT COALESCE(MAX(seq), 0) FROM turns"
                 " WHERE conversation_id = conversations.id) FROM conversations WHERE id = ?",
@@ -771,7 +788,7 @@ class Store:
         return turns
 
     def _forget(self, db: Database, user_id: int) -> int:
-        with _write_locked(db):
+        with db.atomic():
             deleted = db.execute("DELETE FROM turns WHERE user_id = ?", [user_id]).rowcount
             db.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
             db.execute("DELETE FROM users WHERE user_id = ?", [user_id])
@@ -881,24 +898,45 @@ def _set_model(db: Database, user_id: int, model: str | None) -> None:
 
 
 def _active_conversation(db: Database, user_id: int) -> int:
+    active = _active(db, user_id)
+    if active is not None:
+        return active
+    # Started under the write lock once none is found there either: the bot and a replica may
+    # both have found none, and the later one's would have replaced the earlier's, whose answer
+    # then sat in a conversation no longer the user's active one.
+    with db.atomic():
+        active = _active(db, user_id)
+        return _new_conversation(db, user_id) if active is None else active
+
+
+def _active(db: Database, user_id: int) -> int | None:
     row = db.execute(
         "SELECT active_conversation FROM users WHERE user_id = ?", [user_id]
     ).fetchone()
     if row is None:
         raise UserNotFound("no such user")
-    if row[0] is not None:
-        return int(row[0])
-    return _new_conversation(db, user_id)
+    return None if row[0] is None else int(row[0])
 
 
 def _topic_conversation(db: Database, user_id: int, thread_id: int) -> tuple[int, bool]:
     """The conversation of the user's topic, and whether it had to be started now."""
+    found = _topic(db, user_id, thread_id)
+    if found is not None:
+        return found, False
+    # As ``_active_conversation``: a second process's start would move the first's out of the
+    # topic (one conversation a topic), with the answer just stored in it.
+    with db.atomic():
+        found = _topic(db, user_id, thread_id)
+        if found is not None:
+            return found, False
+        return _new_conversation(db, user_id, thread_id), True
+
+
+def _topic(db: Database, user_id: int, thread_id: int) -> int | None:
     row = db.execute(
         "SELECT id FROM conversations WHERE user_id = ? AND thread_id = ?", [user_id, thread_id]
     ).fetchone()
-    if row is not None:
-        return int(row[0]), False
-    return _new_conversation(db, user_id, thread_id), True
+    return None if row is None else int(row[0])
 
 
 def _titled(db: Database, conversation_id: int) -> bool:
@@ -908,34 +946,8 @@ def _titled(db: Database, conversation_id: int) -> bool:
     return row is not None and bool(row[0])
 
 
-@contextmanager
-def _write_locked(db: Database) -> Iterator[None]:
-    """A transaction that takes SQLite's write lock first (``BEGIN IMMEDIATE``).
-
-    A deferred one that read and then wrote failed at once ("database is locked") when another
-    process had committed since its read: the bot and a replica starting conversations, or
-    storing answers, at the same time. Taken first, the lock is waited for (the busy timeout),
-    and what is read under it (the next conversation id, the next turn's place) is the latest.
-    Inside a transaction already (the turns written with an answer's charge, which took the
-    lock), it is a savepoint of it.
-    """
-    inside = db.conn.in_transaction  # a local: mypy would take the rollback check for dead code
-    if inside:
-        with db.atomic():
-            yield
-        return
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")
-
-
 def _new_conversation(db: Database, user_id: int, thread_id: int | None = None) -> int:
-    with _write_locked(db):
+    with db.atomic():  # the write lock first (``LockingDatabase``): the id mark read under it
         if db.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is None:
             raise UserNotFound("no such user")
         if thread_id is not None:
