@@ -9,13 +9,22 @@ each stream at a token (``pauses``) so a stop lands while the answer is being wr
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.botstack import TOKEN, Stack, running_stack
+from tests.botstack import TOKEN, running_stack
 from tests.fakes.gated import GatedTelegram
-from tests.fakes.vllm import FakeVLLM
+from tests.group_stop_helpers import (
+    LONG,
+    WITHDRAWN,
+    asked,
+    behind_bob,
+    closed_holds,
+    held_stack,
+    statuses,
+    told,
+)
 from tests.harness import wait_until
 from tests.test_bot_groups import (
     ANN,
@@ -32,58 +41,17 @@ from tests.test_bot_groups import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-LONG = " ".join(f"word{n}" for n in range(60))
-HELD_AT = 12  # the token before which the model holds every stream until resumed
 OTHER_GROUP = -1_001_234_999
 TOPIC = 7
 NOTHING = "You have no answer being written here right now."
-WITHDRAWN = "Stopped: your question here will not be answered, nor charged."
-
-
-def held_model() -> FakeVLLM:
-    """The fake model, holding every stream before token ``HELD_AT`` until resumed."""
-    model = FakeVLLM(answer=LONG)
-    model.pauses = {HELD_AT}
-    return model
-
-
-async def streaming(stack: Stack, chat_id: int = GROUP) -> None:
-    """Wait until an answer is held by the model with part of it shown in ``chat_id``."""
-    await wait_until(lambda: stack.vllm.paused >= 1, within=10)
-    await stack.telegram.wait_for(
-        "editMessageText",
-        lambda c: (
-            c.params.get("chat_id") == chat_id and str(c.params.get("text")).startswith("word0")
-        ),
-    )
-
-
-async def closed_holds(stack: Stack, user_id: int) -> list[tuple[Any, ...]]:
-    """The user's closed holds, oldest first: (outcome, receipt status, completion, charged)."""
-    return await stack.veil.store.read(
-        lambda db: db.execute(
-            "SELECT outcome, receipt_status, completion_used, charged FROM holds"
-            " WHERE user_id = ? AND outcome IS NOT NULL ORDER BY created_at",
-            [user_id],
-        ).fetchall()
-    )
-
-
-async def told(stack: Stack, chat_id: int, user_id: int, count: int = 1) -> list[str]:
-    """Wait until ``user_id`` was told ``count`` notices alone in ``chat_id``; their texts."""
-    await wait_until(
-        lambda: len(stack.telegram.ephemeral_messages(chat_id, user_id)) >= count, within=10
-    )
-    return [m["text"] for m in stack.telegram.ephemeral_messages(chat_id, user_id)]
 
 
 @pytest.mark.parametrize("command", ["/stop@veil_test_bot", "/CANCEL@Veil_Test_Bot now please"])
 async def test_the_askers_stop_command_ends_their_answer_as_the_button_does(
     tmp_path: Path, command: str
 ) -> None:
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
+    async with held_stack(tmp_path) as stack:
+        await asked(stack, ANN)
         stack.telegram.send_text(ANN, command, chat_id=GROUP)
         (final,) = await final_reply(stack)
         assert await stack.veil.chat.wait_idle(10)
@@ -99,9 +67,8 @@ async def test_the_askers_stop_command_ends_their_answer_as_the_button_does(
 async def test_a_stop_elsewhere_or_by_another_member_leaves_the_answer_alone(
     tmp_path: Path,
 ) -> None:
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
+    async with held_stack(tmp_path) as stack:
+        await asked(stack, ANN)
         stack.telegram.send_text(BOB, "/stop@veil_test_bot", chat_id=GROUP)
         stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=OTHER_GROUP)
         stack.telegram.send_text(ANN, "/cancel@veil_test_bot", chat_id=GROUP, thread_id=TOPIC)
@@ -118,7 +85,7 @@ async def test_a_stop_elsewhere_or_by_another_member_leaves_the_answer_alone(
 
 
 async def test_a_stop_in_a_group_leaves_the_members_private_answer_alone(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
+    async with held_stack(tmp_path) as stack:
         stack.telegram.send_text(ANN, QUESTION)
         await wait_until(lambda: stack.vllm.paused >= 1, within=10)
         stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
@@ -133,26 +100,21 @@ async def test_a_bare_stop_stops_the_senders_answer_and_is_silent_with_none(
 ) -> None:
     # Telegram sends a bare /stop to every bot that reads the group: with nothing of the
     # sender's to stop, it may be another bot's, and Veil says nothing.
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
+    async with held_stack(tmp_path) as stack:
         stack.telegram.send_text(BOB, "/stop", chat_id=GROUP)
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
+        await asked(stack, ANN)
         stack.telegram.send_text(ANN, "/stop", chat_id=GROUP)
         (final,) = await final_reply(stack)
         assert "word59" not in final["text"]
-        assert await stack.veil.chat.wait_idle(10)
-        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["stopped"]
+        assert await statuses(stack, ANN) == ["stopped"]
         await told_last(stack)  # everything sent before it was handled
         assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
         assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
 
 
 async def test_a_stop_while_the_question_waits_withdraws_it_unasked(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
-        stack.telegram.send_text(ANN, "@veil_test_bot and mine?", chat_id=GROUP)
-        await wait_until(lambda: (GROUP, ANN) in stack.veil.dispatcher["kit"].asking, within=10)
+    async with held_stack(tmp_path) as stack:
+        await behind_bob(stack)
         stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
         assert await told(stack, GROUP, ANN) == [WITHDRAWN]
         stack.vllm.pauses = set()

@@ -13,24 +13,20 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from models import MasterKey, Store
+from tests.store_helpers import bot_and_replica
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from models import Store
 
 USERS = 4
 EACH = 50
 
 
 async def test_two_processes_store_answers_at_once_and_lose_none(tmp_path: Path) -> None:
-    key = MasterKey.generate()
-    bot = await Store.open(tmp_path / "veil.db", key)
-    replica = await Store.open(tmp_path / "veil.db", key)
-    try:
-        kept = {}
-        for user in range(1, USERS + 1):
-            await bot.ensure_user(user, "en")
-            kept[user] = await bot.active_conversation(user)
+    async with bot_and_replica(tmp_path / "veil.db", USERS) as (bot, replica):
+        kept = {user: await bot.active_conversation(user) for user in range(1, USERS + 1)}
 
         async def store(where: Store, user: int, name: str) -> None:
             for n in range(EACH):
@@ -53,6 +49,3 @@ async def test_two_processes_store_answers_at_once_and_lose_none(tmp_path: Path)
                 answer == question.replace(" q", " a")
                 for question, answer in zip(texts[::2], texts[1::2], strict=True)
             )
-    finally:
-        await replica.close()
-        await bot.close()

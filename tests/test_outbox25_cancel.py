@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
 from tests.harness import rows, wait_until
+from tests.test_deliver24_cancel import answer_task
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,16 +32,6 @@ def awaited(task: asyncio.Task[object]) -> list[str]:
         chain.append(str(getattr(step, "__qualname__", "")))
         step = getattr(step, "cr_await", None)
     return chain
-
-
-def answer_task() -> asyncio.Task[object]:
-    """The task an answer runs in (``ChatService.answer``'s inner one)."""
-    (task,) = [
-        t
-        for t in asyncio.all_tasks()
-        if getattr(t.get_coro(), "__qualname__", "") == "ChatService._answer"
-    ]
-    return task
 
 
 def ending(task: asyncio.Task[object]) -> bool:

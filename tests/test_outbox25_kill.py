@@ -15,12 +15,14 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from tests.botstack import TOKEN, process_stack
-from tests.fakes.gated import GatedTelegram
 from tests.fakes.vllm import split_tokens
 from tests.harness import ManagedProcess, restarted, rows, wait_until
+from tests.test_deliver23_resend import SecondHeld
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.fakes.gated import GatedTelegram
 
 USER = 9253
 ANSWER = " ".join(f"turnstone{i}" for i in range(30))
@@ -28,33 +30,19 @@ CUT_AT = 16
 BROKE_AT = 12  # the fake model fails after this many tokens
 
 
-class NotesHeld(GatedTelegram):
-    """``GatedTelegram`` whose held chat takes its first sendMessage (the answer), then holds."""
-
-    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 -- FakeTelegram's keywords
-        super().__init__(**kwargs)
-        self.let_through = 0
-
-    async def _gated_send_message(self, p: dict[str, Any]) -> object:
-        if p.get("chat_id") in self.held_chats and self.let_through > 0:
-            self.let_through -= 1
-            answer = self._answer_send_message(p)
-            return await answer if asyncio.iscoroutine(answer) else answer
-        return await super()._gated_send_message(p)
-
-
 def texts_sent(telegram: GatedTelegram) -> list[str]:
     """The texts of the messages the bot sent the user."""
     return [str(m.get("text")) for m in telegram.sent_messages(USER)]
 
 
-async def killed_before_the_note(data: Path, *, broke_off: bool) -> tuple[list[str], Any]:
+async def note_sent_at_restart(data: Path, shown: str, *, broke_off: bool) -> dict[str, Any]:
     """Ask; kill the bot once Telegram took the answer and holds its note; restart it.
 
-    What the user was sent before the kill (texts), and after the restart (messages).
+    The answer's message (``shown``) is what the user was sent before the kill, and again
+    after the restart, then the note the dead bot never sent: that note.
     """
     db = data / "veil.db"
-    telegram = NotesHeld(token=TOKEN)
+    telegram = SecondHeld(token=TOKEN)
     async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
         env = stack.env
         if broke_off:
@@ -78,30 +66,31 @@ async def killed_before_the_note(data: Path, *, broke_off: bool) -> tuple[list[s
             pass
         after = telegram.sent_messages(USER)
         telegram.release_messages()
-    return before, after
+    assert before == [shown]
+    answer, note = after  # the answer once, then the note
+    assert answer["text"] == shown
+    return dict(note)
+
+
+def button_of(note: dict[str, Any]) -> str:
+    """The text of the one button under ``note``."""
+    (button,) = note["reply_markup"]["inline_keyboard"][0]
+    return str(button["text"])
 
 
 async def test_a_bot_killed_between_a_cut_answer_and_its_continue_sends_the_note_at_restart(
     tmp_path: Path,
 ) -> None:
-    before, after = await killed_before_the_note(tmp_path / "data", broke_off=False)
     cut = "".join(split_tokens(ANSWER)[:CUT_AT])
-    assert before == [cut]
-    answer, note = after  # the answer once, then the note the dead bot never sent
-    assert answer["text"] == cut
+    note = await note_sent_at_restart(tmp_path / "data", cut, broke_off=False)
     assert note["text"] == "✂️ The answer reached its length limit."
-    (button,) = note["reply_markup"]["inline_keyboard"][0]
-    assert button["text"] == "Continue"
+    assert button_of(note) == "Continue"
 
 
 async def test_a_bot_killed_between_a_broken_off_part_and_its_note_sends_the_note_at_restart(
     tmp_path: Path,
 ) -> None:
-    before, after = await killed_before_the_note(tmp_path / "data", broke_off=True)
     part = "".join(split_tokens(ANSWER)[:BROKE_AT])
-    assert before == [part]
-    sent, note = after
-    assert sent["text"] == part
+    note = await note_sent_at_restart(tmp_path / "data", part, broke_off=True)
     assert note["text"].startswith("⚠️ The answer broke off here")
-    (button,) = note["reply_markup"]["inline_keyboard"][0]
-    assert button["text"] == "Retry"
+    assert button_of(note) == "Retry"

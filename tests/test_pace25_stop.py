@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
+from tests.group_stop_helpers import WITHDRAWN, closed_holds, told
 from tests.harness import wait_until
 from tests.test_bot_groups import ANN, FAST, GROUP, QUESTION, answered_last, replies
-from tests.test_groups25_stop import WITHDRAWN, closed_holds, told
 
 if TYPE_CHECKING:
     from pathlib import Path

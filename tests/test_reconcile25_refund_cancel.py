@@ -12,53 +12,37 @@ cancels it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
 from structlog.testing import capture_logs
 
-from tests.botstack import bot_env
-from tests.harness import run_python, wait_until
+from tests.harness import wait_until
+from tests.plan_helpers import (
+    PLAN,
+    cancel_of,
+    cancel_refused,
+    cancelled,
+    cancels,
+    charged_unheard,
+    pay_plan,
+    plan_link,
+    reconcile_fix,
+    refund_cancels,
+    subscribe,
+    telegram_refunds,
+)
 from tests.test_bot_payments import USER, balance_units, paying_stack
-from tests.test_money25_plan_refund import PLAN, _cancels, _subscribe
-from tests.test_review25b_cancel import _plan_link
 
 if TYPE_CHECKING:
-    import subprocess
     from pathlib import Path
-
-    from tests.botstack import Stack
-
-
-def _cancel_of(charge: str) -> dict[str, object]:
-    return {"user_id": USER, "telegram_payment_charge_id": charge, "is_canceled": "true"}
-
-
-async def _renewed(stack: Stack, payload: str) -> str:
-    """Telegram charges the next period: the renewal's charge id, once the user is thanked."""
-    renewal = stack.telegram.pay(USER, payload=payload, total_amount=300, is_recurring=True)
-    await wait_until(
-        lambda: (
-            sum("Thank you" in m.get("text", "") for m in stack.telegram.sent_messages(USER)) == 2
-        )
-    )
-    return renewal
-
-
-async def _reconcile_fix(stack: Stack, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, tmp_path)
-    env |= {"VEIL_STAR_PACKS": "50:50000000,250:275000000", "VEIL_PLAN_STARS": "300"}
-    env |= {"VEIL_PLAN_UNITS": str(PLAN["plan_units"])}
-    return await asyncio.to_thread(run_python, "-m", "bot", "reconcile", "--fix", env=env)
 
 
 async def test_a_plan_payment_telegram_refunded_cancels_its_subscription(tmp_path: Path) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload, charge = await _subscribe(stack)
-        stack.telegram.refunded(USER, payload=payload, total_amount=300, charge_id=charge)
-        await wait_until(lambda: stack.telegram.payments.subscriptions[charge].canceled)
-        assert _cancels(stack) == [_cancel_of(charge)]
+        payload, charge = await subscribe(stack)
+        await refund_cancels(stack, payload, refunded=charge, subscription=charge)
+        assert cancels(stack) == [cancel_of(charge)]
         notice = await stack.telegram.wait_for(
             "sendMessage", lambda c: "refunded" in c.params["text"].lower()
         )
@@ -70,11 +54,10 @@ async def test_a_renewal_telegram_refunded_cancels_the_subscription_by_its_first
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload, first = await _subscribe(stack)
-        renewal = await _renewed(stack, payload)
-        stack.telegram.refunded(USER, payload=payload, total_amount=300, charge_id=renewal)
-        await wait_until(lambda: stack.telegram.payments.subscriptions[first].canceled)
-        assert _cancels(stack) == [_cancel_of(first)]
+        payload, first = await subscribe(stack)
+        renewal = await pay_plan(stack, payload)
+        await refund_cancels(stack, payload, refunded=renewal, subscription=first)
+        assert cancels(stack) == [cancel_of(first)]
         assert await balance_units(stack, USER) == PLAN["plan_units"]
 
 
@@ -82,14 +65,11 @@ async def test_a_plan_refund_reported_before_its_payment_cancels_by_its_plan_ord
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload = await _plan_link(stack)
+        payload = await plan_link(stack)
         # Telegram charged the plan and refunded it; the refund's report overtook the payment's.
-        user = {"id": USER, "is_bot": False, "first_name": "User"}
-        invoice = {"invoice_payload": payload, "total_amount": 300, "currency": "XTR"}
-        stack.telegram.payments.record_payment(user, "stxFIRST", invoice | {"is_recurring": True})
-        stack.telegram.refunded(USER, payload=payload, total_amount=300, charge_id="stxFIRST")
-        await wait_until(lambda: stack.telegram.payments.subscriptions["stxFIRST"].canceled)
-        assert _cancels(stack) == [_cancel_of("stxFIRST")]
+        charged_unheard(stack, payload, "stxFIRST")
+        await refund_cancels(stack, payload, refunded="stxFIRST", subscription="stxFIRST")
+        assert cancels(stack) == [cancel_of("stxFIRST")]
         assert await balance_units(stack, USER) == 0
 
 
@@ -97,12 +77,10 @@ async def test_a_cancellation_telegram_refuses_is_logged_and_undoes_nothing(
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload, charge = await _subscribe(stack)
-        stack.telegram.fail_next(
-            "editUserStarSubscription", status=400, description="Bad Request: USER_ID_INVALID"
-        )
+        payload, charge = await subscribe(stack)
+        cancel_refused(stack, "Bad Request: USER_ID_INVALID")
         with capture_logs() as logs:
-            stack.telegram.refunded(USER, payload=payload, total_amount=300, charge_id=charge)
+            telegram_refunds(stack, payload, charge)
             await wait_until(
                 lambda: any(e["event"] == "stars.plan_not_canceled" for e in logs), within=10
             )
@@ -111,9 +89,9 @@ async def test_a_cancellation_telegram_refuses_is_logged_and_undoes_nothing(
         assert stack.telegram.payments.subscriptions[charge].canceled is False
         assert await balance_units(stack, USER) == 0  # the refund stands
         # Telegram delivers the report again: taken back once, the cancellation made now.
-        stack.telegram.refunded(USER, payload=payload, total_amount=300, charge_id=charge)
-        await wait_until(lambda: stack.telegram.payments.subscriptions[charge].canceled)
-        assert _cancels(stack) == [_cancel_of(charge), _cancel_of(charge)]
+        telegram_refunds(stack, payload, charge)
+        await cancelled(stack, charge)
+        assert cancels(stack) == [cancel_of(charge), cancel_of(charge)]
         assert await balance_units(stack, USER) == 0
 
 
@@ -122,11 +100,11 @@ async def test_a_plan_refund_reconcile_books_cancels_its_subscription_once(
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload, first = await _subscribe(stack)
-        renewal = await _renewed(stack, payload)
+        payload, first = await subscribe(stack)
+        renewal = await pay_plan(stack, payload)
         # Telegram refunded the renewal; the bot never heard (down past the update's 24 hours).
         stack.telegram.payments.record_refund(renewal)
-        fixed = await _reconcile_fix(stack, tmp_path)
+        fixed = await reconcile_fix(stack, tmp_path)
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
         assert fixed.stdout.splitlines() == [
             f"took back refund {renewal}: 400000000 µ★ from user {USER}",
@@ -137,12 +115,12 @@ async def test_a_plan_refund_reconcile_books_cancels_its_subscription_once(
             "ledger and Telegram agree on 3 transaction(s)",
         ]
         assert stack.telegram.payments.subscriptions[first].canceled is True
-        assert _cancels(stack) == [_cancel_of(first)]
+        assert cancels(stack) == [cancel_of(first)]
         assert await balance_units(stack, USER) == PLAN["plan_units"]
         # Run again: nothing to book, nothing to cancel again.
-        again = await _reconcile_fix(stack, tmp_path)
+        again = await reconcile_fix(stack, tmp_path)
         assert again.stdout.splitlines() == ["ledger and Telegram agree on 3 transaction(s)"]
-        assert _cancels(stack) == [_cancel_of(first)]
+        assert cancels(stack) == [cancel_of(first)]
 
 
 @pytest.mark.timeout(120)  # one `python -m bot reconcile --fix` run to its end
@@ -150,12 +128,10 @@ async def test_a_cancellation_reconcile_cannot_make_is_a_difference_to_look_at(
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        _payload, charge = await _subscribe(stack)
+        _payload, charge = await subscribe(stack)
         stack.telegram.payments.record_refund(charge)
-        stack.telegram.fail_next(
-            "editUserStarSubscription", status=400, description="Bad Request: USER_ID_INVALID"
-        )
-        fixed = await _reconcile_fix(stack, tmp_path)
+        cancel_refused(stack, "Bad Request: USER_ID_INVALID")
+        fixed = await reconcile_fix(stack, tmp_path)
         assert fixed.returncode == 1, fixed.stdout + fixed.stderr
         assert fixed.stdout.splitlines() == [
             f"took back refund {charge}: 400000000 µ★ from user {USER}",

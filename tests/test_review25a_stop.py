@@ -1,17 +1,30 @@
 """Hostile review of ``/stop`` in a group: who it stops, and who hears of it.
 
 The real bot long-polls the fake Telegram, through a real gateway to the fake vLLM, which holds
-each stream at a token (``tests.test_groups25_stop.held_model``) so a stop lands while the
+each stream at a token (``tests.group_stop_helpers.held_model``) so a stop lands while the
 answer is being written; the books are checked as ``audit`` checks them.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from tests.books import inconsistent_users
 from tests.botstack import running_stack
+from tests.group_stop_helpers import (
+    LONG,
+    WITHDRAWN,
+    asked,
+    behind_bob,
+    charged,
+    closed_holds,
+    flood_next_edit,
+    held_model,
+    held_stack,
+    statuses,
+    told,
+    waiting,
+)
 from tests.harness import wait_until
 from tests.test_bot_groups import (
     ANN,
@@ -25,7 +38,6 @@ from tests.test_bot_groups import (
     replies,
     told_last,
 )
-from tests.test_groups25_stop import LONG, WITHDRAWN, closed_holds, held_model, streaming, told
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,12 +51,8 @@ async def test_a_stop_replying_to_another_members_answer_keeps_the_senders_quest
 ) -> None:
     # Ann replies /stop to Bob's answer as it streams, as she would press its button: it was
     # her own question, waiting for its turn, that was withdrawn, and Bob's went on.
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
-        (bobs,) = replies(stack)
-        stack.telegram.send_text(ANN, "@veil_test_bot and mine?", chat_id=GROUP)
-        await wait_until(lambda: (GROUP, ANN) in stack.veil.dispatcher["kit"].asking, within=10)
+    async with held_stack(tmp_path) as stack:
+        bobs = await behind_bob(stack)
         stack.telegram.send_text(
             ANN, "/stop@veil_test_bot", chat_id=GROUP, reply_to=bobs["message_id"]
         )
@@ -54,21 +62,18 @@ async def test_a_stop_replying_to_another_members_answer_keeps_the_senders_quest
         finals = await final_reply(stack, count=2)
         assert [m["text"] for m in finals] == [LONG, LONG]  # Bob's whole, then Ann's
         assert finals[1]["reply_to_message"]["text"] == "@veil_test_bot and mine?"
-        assert await stack.veil.chat.wait_idle(10)
-        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["complete"]
+        assert await statuses(stack, ANN) == ["complete"]
         assert await inconsistent_users(stack.veil.store) == []
 
 
 async def test_a_stop_replying_to_ones_own_answer_stops_it(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
+    async with held_stack(tmp_path) as stack:
+        await asked(stack, ANN)
         (anns,) = replies(stack)
         stack.telegram.send_text(ANN, "/stop", chat_id=GROUP, reply_to=anns["message_id"])
         (final,) = await final_reply(stack)
         assert "word59" not in final["text"]
-        assert await stack.veil.chat.wait_idle(10)
-        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["stopped"]
+        assert await statuses(stack, ANN) == ["stopped"]
         assert await inconsistent_users(stack.veil.store) == []
         assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
 
@@ -86,15 +91,11 @@ async def test_a_stop_sent_as_a_chat_gets_no_public_reply(tmp_path: Path) -> Non
 async def test_a_withdrawn_question_leaves_the_books_square_and_the_next_asked_in_order(
     tmp_path: Path,
 ) -> None:
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
-        stack.telegram.send_text(ANN, "@veil_test_bot first?", chat_id=GROUP)
-        await wait_until(lambda: (GROUP, ANN) in stack.veil.dispatcher["kit"].asking, within=10)
+    async with held_stack(tmp_path) as stack:
+        await behind_bob(stack, "first?")
         stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
         assert await told(stack, GROUP, ANN) == [WITHDRAWN]
-        stack.telegram.send_text(ANN, "@veil_test_bot second?", chat_id=GROUP)  # at once
-        await wait_until(lambda: (GROUP, ANN) in stack.veil.dispatcher["kit"].asking, within=10)
+        await waiting(stack, ANN, "second?")  # asked at once
         stack.vllm.pauses = set()
         stack.vllm.resume()
         finals = await final_reply(stack, count=2)
@@ -102,8 +103,7 @@ async def test_a_withdrawn_question_leaves_the_books_square_and_the_next_asked_i
             f"@veil_test_bot {QUESTION}",
             "@veil_test_bot second?",
         ]
-        assert await stack.veil.chat.wait_idle(10)
-        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["complete"]
+        assert await statuses(stack, ANN) == ["complete"]
         assert (await stack.veil.credit.balance(ANN)).held == 0
         assert await inconsistent_users(stack.veil.store) == []
         assert stack.telegram.ephemeral_messages(GROUP, ANN)[1:] == []  # told once
@@ -121,12 +121,11 @@ async def test_help_sent_as_a_chat_gets_no_public_reply(tmp_path: Path) -> None:
 
 async def test_no_forwarded_edited_or_other_bots_stop_stops_an_answer(tmp_path: Path) -> None:
     # Telegram sends every message when privacy mode is off: "/stop@other_bot" reaches Veil too.
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
+    async with held_stack(tmp_path) as stack:
         stack.telegram.state.privacy_mode = False
         assert stack.telegram.send_text(ANN, "hello all", chat_id=GROUP)
         said = message_id_of(stack, "hello all")
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
+        await asked(stack, ANN)
         stack.telegram.send_text(ANN, "/stop@other_bot", chat_id=GROUP)
         stack.telegram.forward_text(ANN, "/stop@veil_test_bot", author=BOB, chat_id=GROUP)
         stack.telegram.edit_text(ANN, said, "/stop@veil_test_bot", chat_id=GROUP)
@@ -134,34 +133,23 @@ async def test_no_forwarded_edited_or_other_bots_stop_stops_an_answer(tmp_path: 
         stack.vllm.resume()
         (final,) = await final_reply(stack)
         assert final["text"] == LONG
-        assert await stack.veil.chat.wait_idle(10)
-        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["complete"]
+        assert await statuses(stack, ANN) == ["complete"]
         assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
 
 
 async def test_a_stop_as_the_final_edit_waits_out_a_flood_leaves_the_answer_whole(
     tmp_path: Path,
 ) -> None:
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
-        stack.telegram.fail_next(
-            "editMessageText",
-            status=429,
-            description="Too Many Requests: retry after 2",
-            retry_after=2,
-        )
+    async with held_stack(tmp_path) as stack:
+        await asked(stack, ANN)
+        flood_next_edit(stack, 2)
         stack.vllm.resume()
-        async with asyncio.timeout(10):
-            # The stream ended, its charge written: the final edit waits out the flood.
-            while not await closed_holds(stack, ANN):  # noqa: ASYNC110 -- polls the store
-                await asyncio.sleep(0.02)
+        await charged(stack, ANN)  # the stream ended: the final edit waits out the flood
         stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
         stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
         (final,) = await final_reply(stack)
         assert final["text"] == LONG  # not "Stopped.", nor cut
-        assert await stack.veil.chat.wait_idle(10)
-        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["complete"]
+        assert await statuses(stack, ANN) == ["complete"]
         assert await inconsistent_users(stack.veil.store) == []
 
 
@@ -170,15 +158,9 @@ async def test_a_stop_while_a_flood_holds_the_answers_edit_is_charged_as_stopped
 ) -> None:
     model = held_model()
     model.pauses = {12, 30}
-    async with running_stack(tmp_path, model_server=model, **FAST) as stack:
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
-        stack.telegram.fail_next(
-            "editMessageText",
-            status=429,
-            description="Too Many Requests: retry after 3",
-            retry_after=3,
-        )
+    async with held_stack(tmp_path, model) as stack:
+        await asked(stack, ANN)
+        flood_next_edit(stack, 3)
         stack.vllm.resume()  # to token 30: the edit that shows it waits out the flood
         await wait_until(lambda: stack.vllm.paused >= 1, within=10)
         stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
@@ -199,24 +181,12 @@ async def test_a_stop_replying_to_another_members_whole_answer_held_by_a_flood_i
 ) -> None:
     # Bob's answer stands whole, but its last edit waits out a flood: the group still sees it
     # with its stop button. Ann's /stop replying to it was taken as hers: her question went.
-    async with running_stack(tmp_path, model_server=held_model(), **FAST) as stack:
-        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await streaming(stack)
-        (bobs,) = replies(stack)
-        stack.telegram.send_text(ANN, "@veil_test_bot and mine?", chat_id=GROUP)
-        await wait_until(lambda: (GROUP, ANN) in stack.veil.dispatcher["kit"].asking, within=10)
-        stack.telegram.fail_next(
-            "editMessageText",
-            status=429,
-            description="Too Many Requests: retry after 5",
-            retry_after=5,
-        )
+    async with held_stack(tmp_path) as stack:
+        bobs = await behind_bob(stack)
+        flood_next_edit(stack, 5)
         stack.vllm.pauses = set()
         stack.vllm.resume()
-        async with asyncio.timeout(10):
-            # Bob's stream ended, its charge written: his last edit waits out the flood.
-            while not await closed_holds(stack, BOB):  # noqa: ASYNC110 -- polls the store
-                await asyncio.sleep(0.02)
+        await charged(stack, BOB)  # Bob's stream ended: his last edit waits out the flood
         assert stack.veil.dispatcher["kit"].asking[GROUP, BOB].written
         stack.telegram.send_text(
             ANN, "/stop@veil_test_bot", chat_id=GROUP, reply_to=bobs["message_id"]
@@ -224,5 +194,4 @@ async def test_a_stop_replying_to_another_members_whole_answer_held_by_a_flood_i
         assert await told(stack, GROUP, ANN) == [NOT_YOURS]
         finals = await final_reply(stack, count=2)
         assert [m["text"] for m in finals] == [LONG, LONG]  # Bob's, then Ann's
-        assert await stack.veil.chat.wait_idle(10)
-        assert [status for _, status, _, _ in await closed_holds(stack, ANN)] == ["complete"]
+        assert await statuses(stack, ANN) == ["complete"]

@@ -12,10 +12,8 @@ import time
 from typing import TYPE_CHECKING
 
 from services.shop import RENEWAL_GRACE_S
-from tests.harness import wait_until
-from tests.test_bot_payments import USER, paying_stack
-from tests.test_money25_plan_refund import PLAN
-from tests.test_review25b_cancel import _plan_link
+from tests.plan_helpers import PLAN, balance_text, day, pay_plan, plan_link
+from tests.test_bot_payments import paying_stack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,59 +21,30 @@ if TYPE_CHECKING:
     from tests.botstack import Stack
 
 
-def _day(timestamp: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
-
-
 async def _plan_line(stack: Stack) -> str:
-    before = len(stack.telegram.sent_messages(USER))
-    stack.telegram.send_text(USER, "/balance")
-    text = str((await stack.final_messages(USER, before + 1))[before]["text"])
-    return text.splitlines()[2]
+    """The line of /balance's answer that tells the plan."""
+    return (await balance_text(stack)).splitlines()[2]
 
 
 async def test_balance_says_a_plan_awaiting_its_renewal_has_ended(tmp_path: Path) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload = await _plan_link(stack)
+        payload = await plan_link(stack)
         ended = int(time.time()) - 3600  # paid a month ago, its renewal not here yet
-        stack.telegram.pay(
-            USER,
-            payload=payload,
-            total_amount=300,
-            is_recurring=True,
-            subscription_expiration_date=ended,
-        )
-        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        await pay_plan(stack, payload, ended)
         line = await _plan_line(stack)
         assert line == (
-            f"Monthly plan ended on {_day(ended)}; Telegram renews it by itself,"
+            f"Monthly plan ended on {day(ended)}; Telegram renews it by itself,"
             " and its payment for the next 30 days may take a few hours."
         )
 
 
 async def test_balance_says_a_plan_past_its_grace_has_ended(tmp_path: Path) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload = await _plan_link(stack)
+        payload = await plan_link(stack)
         ended = int(time.time()) - RENEWAL_GRACE_S - 3600  # cancelled in Telegram
-        stack.telegram.pay(
-            USER,
-            payload=payload,
-            total_amount=300,
-            is_recurring=True,
-            subscription_expiration_date=ended,
-        )
-        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
-        assert await _plan_line(stack) == f"Monthly plan ended on {_day(ended)}."
+        await pay_plan(stack, payload, ended)
+        assert await _plan_line(stack) == f"Monthly plan ended on {day(ended)}."
         # A plan that runs still says until when.
         until = int(time.time()) + 86_400
-        stack.telegram.pay(
-            USER,
-            payload=payload,
-            total_amount=300,
-            is_recurring=True,
-            subscription_expiration_date=until,
-        )
-        await wait_until(
-            lambda: sum("Thank you" in m["text"] for m in stack.telegram.sent_messages(USER)) == 2
-        )
-        assert await _plan_line(stack) == f"Monthly plan active until {_day(until)}."
+        await pay_plan(stack, payload, until)
+        assert await _plan_line(stack) == f"Monthly plan active until {day(until)}."

@@ -13,22 +13,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from models import MasterKey, Store
+from tests.store_helpers import bot_and_replica
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from models import Store
 
 USERS = 4
 EACH = 100
 
 
 async def test_two_processes_start_conversations_at_once(tmp_path: Path) -> None:
-    key = MasterKey.generate()
-    bot = await Store.open(tmp_path / "veil.db", key)
-    replica = await Store.open(tmp_path / "veil.db", key)
-    try:
-        for user in range(1, USERS + 1):
-            await bot.ensure_user(user, "en")
+    async with bot_and_replica(tmp_path / "veil.db", USERS) as (bot, replica):
 
         async def start(store: Store, user: int) -> list[int]:
             return [await store.new_conversation(user) for _ in range(EACH)]
@@ -44,6 +41,3 @@ async def test_two_processes_start_conversations_at_once(tmp_path: Path) -> None
             await replica.forget(user)
         await bot.ensure_user(1, "en")
         assert await bot.new_conversation(1) == max(ids) + 1
-    finally:
-        await replica.close()
-        await bot.close()

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from models import MasterKey, Store
-from services.shop import RENEWAL_GRACE_S, SUBSCRIPTION_PERIOD, IncomingPayment, Plan, Shop
+from services.shop import RENEWAL_GRACE_S, SUBSCRIPTION_PERIOD
 from tests.harness import Clock
-from tests.test_bot_payments import STAR, USER
-from tests.test_money25_renewal import START, _subscribed
+from tests.plan_helpers import START, opened_shop, plan_payment, subscribed
+from tests.test_bot_payments import STAR
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,50 +22,26 @@ if TYPE_CHECKING:
 
 async def test_a_late_renewal_beside_a_new_plan_is_flagged(tmp_path: Path) -> None:
     clock = Clock(START)
-    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
-    try:
-        shop = Shop(store, (), plan=Plan(300, 400 * STAR), clock=clock)
-        old = await _subscribed(shop, clock, "first")
+    async with opened_shop(tmp_path, clock) as shop:
+        old = await subscribed(shop, clock, "first")
         end = START + SUBSCRIPTION_PERIOD
         clock.now = end + RENEWAL_GRACE_S + 60  # no renewal came: the button is free again
-        await _subscribed(shop, clock, "second")
+        await subscribed(shop, clock, "second")
         clock.advance(3600)
         late = await shop.record_payment(
-            IncomingPayment(
-                USER,
-                old,
-                "XTR",
-                300,
-                "late",
-                is_recurring=True,
-                subscription_expires_at=int(clock()) + SUBSCRIPTION_PERIOD,
-            )
+            plan_payment(old, "late", int(clock()) + SUBSCRIPTION_PERIOD)
         )
         assert late.new
         assert late.units == 400 * STAR  # credited all the same
         assert (late.flagged, late.flag_reason) == (True, "second_plan")
-    finally:
-        await store.close()
 
 
 async def test_a_renewal_with_no_other_plan_running_is_not_flagged(tmp_path: Path) -> None:
     clock = Clock(START)
-    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
-    try:
-        shop = Shop(store, (), plan=Plan(300, 400 * STAR), clock=clock)
-        order = await _subscribed(shop, clock, "first")
+    async with opened_shop(tmp_path, clock) as shop:
+        order = await subscribed(shop, clock, "first")
         clock.now = START + SUBSCRIPTION_PERIOD + 60
         renewal = await shop.record_payment(
-            IncomingPayment(
-                USER,
-                order,
-                "XTR",
-                300,
-                "renewal",
-                is_recurring=True,
-                subscription_expires_at=START + 2 * SUBSCRIPTION_PERIOD,
-            )
+            plan_payment(order, "renewal", START + 2 * SUBSCRIPTION_PERIOD)
         )
         assert (renewal.new, renewal.flagged) == (True, False)
-    finally:
-        await store.close()

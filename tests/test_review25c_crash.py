@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.botstack import TOKEN, bot_env
+from tests.botstack import TOKEN, process_stack
 from tests.fakes.gated import GatedTelegram
 from tests.fakes.toncenter import FakeToncenter, hex_hash
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, Clock, ManagedProcess, run_gateway, wait_until
+from tests.harness import REPO, ManagedProcess, wait_until
 from tests.test_clock23_skew import libfaketime
 from tests.test_ton_crash import USER, order_comment, ton_credits, ton_rows
 from tests.tonstack import WALLET, WALLET_RAW
@@ -51,13 +50,8 @@ async def test_a_fast_bot_killed_before_booking_then_set_right_credits_the_payme
     data = tmp_path / "data"
     db = data / "veil.db"
     telegram = GatedTelegram(token=TOKEN)
-    async with (
-        telegram,
-        FakeToncenter() as chain,
-        FakeVLLM() as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data) | {
+    async with process_stack(data, telegram_server=telegram) as stack, FakeToncenter() as chain:
+        env = stack.env | {
             "VEIL_FREE_TOKENS_PER_DAY": "0",
             "VEIL_TON_ADDRESS": WALLET.bounceable,
             "VEIL_TONCENTER_URL": chain.url,

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from services.ton.watcher import TonWatcher
+
 GRAM = 1_000_000_000
 PACK_UNITS = 250_000_000
 USERS = [2001 + n for n in range(5)]
@@ -46,21 +48,43 @@ async def pay(stack: TonStack, user: int) -> None:
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=order.id)
 
 
-async def test_a_full_page_of_the_newest_records_sorted_moves_the_cursor_past_nothing(
-    stack: TonStack,
-) -> None:
+async def first_booked(stack: TonStack) -> TonWatcher:
+    """A watcher of two-record pages that booked the first user's payment: its cursor."""
     watcher = stack.watcher(page_size=2)
     await pay(stack, USERS[0])
     assert await watcher.poll() == 1
+    return watcher
+
+
+async def others_paid(stack: TonStack) -> None:
+    """Every user but the first pays, after the cursor."""
     for user in USERS[1:]:
         await pay(stack, user)
+
+
+async def behind_a_sorting_proxy(stack: TonStack) -> TonWatcher:
+    """The first payment booked, the others made, and the proxy put in: the watcher."""
+    watcher = await first_booked(stack)
+    await others_paid(stack)
     stack.chain.newest_first = stack.chain.sort_pages = True
+    return watcher
+
+
+async def read_in_order(stack: TonStack, watcher: TonWatcher) -> None:
+    """The proxy taken out: the watcher polls until it has nothing more to book."""
+    stack.chain.newest_first = stack.chain.sort_pages = False
+    while await watcher.poll():
+        pass
+
+
+async def test_a_full_page_of_the_newest_records_sorted_moves_the_cursor_past_nothing(
+    stack: TonStack,
+) -> None:
+    watcher = await behind_a_sorting_proxy(stack)
     with capture_logs() as logs, contextlib.suppress(ToncenterUnavailable):
         await watcher.poll()
     cursor = await stack.books.cursor("gram")
-    stack.chain.newest_first = stack.chain.sort_pages = False  # the proxy taken out
-    while await watcher.poll():
-        pass
+    await read_in_order(stack, watcher)
     assert [await stack.balance(user) for user in USERS] == [PACK_UNITS] * len(USERS)
     assert sorted(b.payment.user_id or 0 for b in stack.told) == USERS
     assert await inconsistent_users(stack.store) == []
@@ -76,21 +100,14 @@ async def test_a_proxy_that_keeps_sorting_full_pages_holds_the_stream_and_says_s
 ) -> None:
     # Stuck while it lasts (nothing can be booked in order), told at each failed pass (the
     # watcher's backoff spaces them out), and every payment credited once it is mended.
-    watcher = stack.watcher(page_size=2)
-    await pay(stack, USERS[0])
-    assert await watcher.poll() == 1
-    for user in USERS[1:]:
-        await pay(stack, user)
-    stack.chain.newest_first = stack.chain.sort_pages = True
+    watcher = await behind_a_sorting_proxy(stack)
     with capture_logs() as logs:
         for _ in range(3):
             with pytest.raises(ToncenterUnavailable, match="records it did not give"):
                 await watcher.poll()
     assert [e["full"] for e in logs if e["event"] == "ton.page_out_of_order"] == [True] * 3
     assert [await stack.balance(user) for user in USERS[1:]] == [0] * 4
-    stack.chain.newest_first = stack.chain.sort_pages = False
-    while await watcher.poll():
-        pass
+    await read_in_order(stack, watcher)
     assert [await stack.balance(user) for user in USERS] == [PACK_UNITS] * len(USERS)
 
 
@@ -99,12 +116,9 @@ async def test_a_cursor_gone_before_a_full_page_is_told_once_and_holds_nothing_b
 ) -> None:
     # Gone for good (nothing listed from its lt up to the page's first): not a page that
     # skipped records, so the stream goes on, and the operator is told once.
-    watcher = stack.watcher(page_size=2)
-    await pay(stack, USERS[0])
-    assert await watcher.poll() == 1
+    watcher = await first_booked(stack)
     gone = stack.chain.transactions.pop(0)
-    for user in USERS[1:]:
-        await pay(stack, user)
+    await others_paid(stack)
     with capture_logs() as logs:
         assert await watcher.poll() == len(USERS) - 1
         assert await watcher.poll() == 0
