@@ -810,7 +810,9 @@ class Editors:
         None: ``posting`` was withdrawn before a try went out (its asker's ``/stop`` as it
         waited for its slot, or for a flood wait to pass): nothing is sent, and the slot it
         waited for goes to the next call (``Pacer.unspend``). Looked at once the slot has
-        come, right before the send: a stop that came after that is the placeholder's to tell.
+        come, right before the send: a stop that came after that is the placeholder's to tell,
+        unless Telegram refuses that try with a flood wait: nothing went up, and nothing more
+        goes (None; ``Posting.owed`` says its asker is still to be told).
 
         A reply Telegram took (its "ok") whose result does not validate still names the message
         it sent, mostly: that id is the placeholder's (logged). One that names none raises
@@ -837,7 +839,10 @@ class Editors:
                 return await self._send_placeholder(chat_id, text, reply_to, markup)
             except TelegramRetryAfter as exc:
                 pacer.back_off(exc.retry_after)
-                own.out = own.withdrawn  # not sent: withdrawable, unless stopped in flight
+                if own.withdrawn:  # stopped as this try was in flight: nothing went up
+                    log.info("editing.post_withdrawn", in_flight=True)
+                    return None
+                own.out = False  # not sent: withdrawable again
                 waited += max(exc.retry_after, 1)
                 if waited > POST_FLOOD_WAIT if posting else attempt == FINAL_TRIES - 1:
                     raise
