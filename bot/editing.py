@@ -102,12 +102,17 @@ NOTICE_SHARE = 0.5
 POST_FLOOD_WAIT = 60.0 * FINAL_TRIES
 # What Telegram says when the message an answer streams into is gone (deleted by a user, or in
 # a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too,
-# and a group upgraded to a supergroup (deactivated: nothing in it can be edited any more).
+# and a group upgraded to a supergroup (deactivated: nothing in it can be edited any more). So
+# is a bot an admin demoted or restricted so it may not write there: the model wrote the rest
+# of an answer nobody could see, charged whole.
 _GONE = (
     "message to edit not found",
     "message_id_invalid",
     "message can't be edited",
     "chat not found",
+    "not enough rights to send",
+    "have no rights to send",
+    "chat_write_forbidden",
 )
 # What Telegram says to a send into a closed forum topic of a bot that is no admin there.
 _TOPIC_CLOSED = "TOPIC_CLOSED"

@@ -19,16 +19,16 @@ the apology for a bug) go to that person only, at the group's pace and in their 
 the errors router tells them (``handlers.failures``); a failure after part of the answer was
 shown is noted under that part instead, which stays (it is paid for); one for an asker gone
 from the group is dropped, a part shown still noted for anyone (``_GroupAnswer.failed``). A reply
-deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
-answered twice (``editors.answered``); one edited is answered as sent, and its asker told so alone
-(``on_edited``). A question sent as a chat (an anonymous admin, a channel) names no
-person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
-with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
-admin). ``/terms`` and ``/paysupport`` in a group are told to the member alone, as notices
-are, and so is ``/help@veil`` (or ``/start@veil``): how to ask here. ``/stop`` or ``/cancel``
-stops the sender's own answer in that group and topic, as its button does (``cmd_stop``). A
-group upgraded to a supergroup (a new chat id) takes its settings along
-(``on_upgraded``).
+deleted mid-answer (or the bot removed, or refused the right to write there) stops the answer;
+a mention delivered again is not answered twice (``editors.answered``); one edited is answered
+as sent, and its asker told so alone (``on_edited``). A question sent as a chat (an anonymous
+admin, a channel) names no person to charge: it gets a reply asking to write as oneself.
+Admins set the group's settings with ``/groupsettings`` (checked with getChatMember; one
+posting as the group itself is an admin). ``/terms`` and ``/paysupport`` in a group are told
+to the member alone, as notices are, and so is ``/help@veil`` (or ``/start@veil``): how to
+ask here. ``/stop`` or ``/cancel`` stops the sender's own answer in that group and topic, as
+its button does (``cmd_stop``). A group upgraded to a supergroup (a new chat id) takes its
+settings along (``on_upgraded``).
 """
 
 from __future__ import annotations
