@@ -100,7 +100,10 @@ COMMANDS = (
     "terms",
 )
 
-GROUP_COMMANDS = ("ask", "groupsettings")
+# The group menu (``all_group_chats``): what a member uses there. ``/cancel`` (``/stop``'s other
+# name), ``/start`` (``/help``'s), ``/terms`` and ``/paysupport`` work too, outside the menu:
+# the private chat's menu lists those two; a group's keeps to what a member does there.
+GROUP_COMMANDS = ("ask", "stop", "help", "groupsettings")
 
 
 @dataclass

@@ -102,12 +102,17 @@ NOTICE_SHARE = 0.5
 POST_FLOOD_WAIT = 60.0 * FINAL_TRIES
 # What Telegram says when the message an answer streams into is gone (deleted by a user, or in
 # a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too,
-# and a group upgraded to a supergroup (deactivated: nothing in it can be edited any more).
+# and a group upgraded to a supergroup (deactivated: nothing in it can be edited any more). So
+# is a bot an admin demoted or restricted so it may not write there: the model wrote the rest
+# of an answer nobody could see, charged whole.
 _GONE = (
     "message to edit not found",
     "message_id_invalid",
     "message can't be edited",
     "chat not found",
+    "not enough rights to send",
+    "have no rights to send",
+    "chat_write_forbidden",
 )
 # What Telegram says to a send into a closed forum topic of a bot that is no admin there.
 _TOPIC_CLOSED = "TOPIC_CLOSED"
@@ -810,7 +815,9 @@ class Editors:
         None: ``posting`` was withdrawn before a try went out (its asker's ``/stop`` as it
         waited for its slot, or for a flood wait to pass): nothing is sent, and the slot it
         waited for goes to the next call (``Pacer.unspend``). Looked at once the slot has
-        come, right before the send: a stop that came after that is the placeholder's to tell.
+        come, right before the send: a stop that came after that is the placeholder's to tell,
+        unless Telegram refuses that try with a flood wait: nothing went up, and nothing more
+        goes (None; ``Posting.owed`` says its asker is still to be told).
 
         A reply Telegram took (its "ok") whose result does not validate still names the message
         it sent, mostly: that id is the placeholder's (logged). One that names none raises
@@ -837,7 +844,10 @@ class Editors:
                 return await self._send_placeholder(chat_id, text, reply_to, markup)
             except TelegramRetryAfter as exc:
                 pacer.back_off(exc.retry_after)
-                own.out = own.withdrawn  # not sent: withdrawable, unless stopped in flight
+                if own.withdrawn:  # stopped as this try was in flight: nothing went up
+                    log.info("editing.post_withdrawn", in_flight=True)
+                    return None
+                own.out = False  # not sent: withdrawable again
                 waited += max(exc.retry_after, 1)
                 if waited > POST_FLOOD_WAIT if posting else attempt == FINAL_TRIES - 1:
                     raise

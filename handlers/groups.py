@@ -19,16 +19,16 @@ the apology for a bug) go to that person only, at the group's pace and in their 
 the errors router tells them (``handlers.failures``); a failure after part of the answer was
 shown is noted under that part instead, which stays (it is paid for); one for an asker gone
 from the group is dropped, a part shown still noted for anyone (``_GroupAnswer.failed``). A reply
-deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
-answered twice (``editors.answered``); one edited is answered as sent, and its asker told so alone
-(``on_edited``). A question sent as a chat (an anonymous admin, a channel) names no
-person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
-with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
-admin). ``/terms`` and ``/paysupport`` in a group are told to the member alone, as notices
-are, and so is ``/help@veil`` (or ``/start@veil``): how to ask here. ``/stop`` or ``/cancel``
-stops the sender's own answer in that group and topic, as its button does (``cmd_stop``). A
-group upgraded to a supergroup (a new chat id) takes its settings along
-(``on_upgraded``).
+deleted mid-answer (or the bot removed, or refused the right to write there) stops the answer;
+a mention delivered again is not answered twice (``editors.answered``); one edited is answered
+as sent, and its asker told so alone (``on_edited``). A question sent as a chat (an anonymous
+admin, a channel) names no person to charge: it gets a reply asking to write as oneself.
+Admins set the group's settings with ``/groupsettings`` (checked with getChatMember; one
+posting as the group itself is an admin). ``/terms`` and ``/paysupport`` in a group are told
+to the member alone, as notices are, and so is ``/help@veil`` (or ``/start@veil``): how to
+ask here. ``/stop`` or ``/cancel`` stops the sender's own answer in that group and topic, as
+its button does (``cmd_stop``). A group upgraded to a supergroup (a new chat id) takes its
+settings along (``on_upgraded``).
 """
 
 from __future__ import annotations
@@ -659,9 +659,7 @@ class _GroupAnswer:
         finally:
             if joined is not None:
                 joined.cancel()
-            asking = (self.asker.chat_id, self.asker.user_id)
-            if self.kit.asking.get(asking) is self:  # not their next question, asked since
-                del self.kit.asking[asking]
+            self._free_asker()
 
     def stop(self) -> Literal["stopped", "withdrawn"] | None:
         """``/stop`` from the asker: stop this answer as its button would; None: nothing to stop.
@@ -672,23 +670,27 @@ class _GroupAnswer:
         placeholder's slot (the group's pace, a flood wait), it is withdrawn: let go unposted,
         unasked and uncharged ("withdrawn": the asker is told alone, nothing public says it),
         and the asker may ask again at once. Once the placeholder is on its way (sent, not yet
-        answered), it ends there as one stopped before a word. A placeholder posted and then
-        edited to say so took two of the group's slots, and the asker heard nothing until then.
+        answered), it ends there as one stopped before a word; unless Telegram refuses that
+        try (a flood wait), or takes it without naming it: then it is let go as a withdrawn
+        one, its asker told alone (``_placeholder``). A placeholder posted and then edited to
+        say so took two of the group's slots, and the asker heard nothing until then.
         """
         if self.written:
             return None
-        if self.sink is None and not self.posting.out:
-            self.posting.withdrawn = True
-            asking = (self.asker.chat_id, self.asker.user_id)
-            if self.kit.asking.get(asking) is self:
-                del self.kit.asking[asking]
-            return "withdrawn"
         if self.sink is None:
-            self.posting.withdrawn = True
-            return "stopped"
+            if not self.posting.withdraw():
+                return "stopped"
+            self._free_asker()
+            return "withdrawn"
         return (
             "stopped" if self.kit.chat.cancel(self.asker.user_id, stop_tag=self.stop_tag) else None
         )
+
+    def _free_asker(self) -> None:
+        """Let the asker ask in the group again: this question of theirs is done with."""
+        asking = (self.asker.chat_id, self.asker.user_id)
+        if self.kit.asking.get(asking) is self:  # not their next question, asked since
+            del self.kit.asking[asking]
 
     @property
     def withdrawn(self) -> bool:
@@ -891,7 +893,11 @@ class _GroupAnswer:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
 
         Nor one withdrawn by its asker as it waited for its turn, or in it for the slot it is
-        posted in (``stop``, ``Editors.post``): nothing is posted.
+        posted in (``stop``, ``Editors.post``): nothing is posted. Nor one withdrawn as a try
+        was in flight that Telegram refused with a flood wait, or took without naming it:
+        nothing more is posted, and the asker is told alone (``_told_withdrawn``), as for a
+        stop before the first try; a fresh placeholder posted only to say "Stopped." took two
+        of the group's slots.
 
         Telegram refusing it means the question was deleted before its turn came, the bot
         removed from the group, the group upgraded to a supergroup meanwhile (the question is
@@ -923,11 +929,35 @@ class _GroupAnswer:
                 if not went_out(exc) or attempt == PLACEHOLDER_TRIES - 1:
                     raise
                 log.warning("groups.placeholder_orphaned", error=type(exc).__name__)
+                if self.posting.withdrawn:  # stopped as it went up: no fresh one to say so
+                    await self._told_withdrawn()
+                    return None
             else:
-                if posted is None:  # by ``/stop`` as it waited for its slot: the asker was told
+                if posted is None:  # by ``/stop`` as it waited for its slot, or was refused
                     log.info("groups.withdrawn", posted=False)
+                    await self._told_withdrawn()
                 return posted
         return None  # pragma: no cover -- the last try returns or raises
+
+    async def _told_withdrawn(self) -> None:
+        """Tell the asker alone their question was withdrawn, if their ``/stop`` did not.
+
+        A stop that came as the placeholder's try was in flight was left to the placeholder
+        to tell ("Stopped."); Telegram refused that try (a flood wait), and nothing went up.
+        """
+        if not self.posting.owed:
+            return
+        self.posting.owed = False
+        self._free_asker()
+        asker = self.asker
+        await self.kit.editors.tell_one(
+            asker.chat_id,
+            asker.user_id,
+            self.texts("group_question_withdrawn"),
+            reply_to=asker.message_id,
+            markup=None,
+            thread_id=asker.thread_id,
+        )
 
     async def failed(self, error: Exception) -> None:
         """As the errors router would: a notice for the asker alone, a bug's apology too.

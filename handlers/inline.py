@@ -201,9 +201,13 @@ async def on_chosen_result(
 
     The message is known to show the answer before the asker's settings are read: a failure
     to read them is told there by the errors router, never leaving the placeholder waiting.
+    A result whose id Veil cannot have given (``stop_tag_fits``) is refused, logged alone.
     """
     question = asked_words(result.query)
     if result.result_id == HELP_RESULT or result.inline_message_id is None or not question:
+        return
+    if not stop_tag_fits(result.result_id):
+        log.warning("inline.result_refused", id_bytes=len(result.result_id.encode()))
         return
     if not editors.answered.first(("inline", result.inline_message_id)):
         return  # delivered again: it is answered (or being answered) already
@@ -219,6 +223,21 @@ async def on_chosen_result(
         reads_history=False,  # posted where others read it: the private turns stay private
     )
     await answer_inline(result.inline_message_id, event_update, asked, texts, chat, editors)
+
+
+def stop_tag_fits(result_id: str) -> bool:
+    """Whether ``result_id`` can be the tag of the stop button under its answer.
+
+    Telegram echoes only the ids Veil gave its results (``new_tag``), but a hostile or buggy
+    client or server may send any: one over the 64 bytes of a button's callback data (with the
+    ``StopAnswer`` prefix), or holding its ``:`` separator, cannot be packed, and answering it
+    raised, its apology edited into a message Veil never offered.
+    """
+    try:
+        StopAnswer(tag=result_id).pack()
+    except ValueError:
+        return False
+    return True
 
 
 async def on_guest_message(

@@ -23,15 +23,23 @@ GroupSetting = Literal["answers", "reply_context"]
 class Posting:
     """A group answer's placeholder on its way (``Editors.post``), and whether it is wanted.
 
-    ``withdrawn``: its asker stopped it before it went out (``/stop``): the post lets the slot
-    it waited for go to the next call and sends nothing. ``out``: a try is in flight, or went
-    out: too late to withdraw; a stop now is told by the placeholder itself. A try Telegram
-    refused with a flood wait is not out, unless withdrawn as it was in flight (then its
-    stopper is owed the placeholder's word, and the next try goes out).
+    ``withdrawn``: its asker stopped it (``/stop``) before the model was asked: the post sends
+    nothing more (a post waiting for its slot lets that slot go to the next call). ``out``: a
+    try is in flight, or went out; a stop then is told by the placeholder itself, once up.
+    ``owed``: the stop came as a try was in flight, and its asker was told nothing yet: when
+    Telegram refuses that try with a flood wait, nothing went up and nothing more goes; the
+    asker is told alone, as for a stop before the first try (``withdraw``).
     """
 
     withdrawn: bool = False
     out: bool = False
+    owed: bool = False
+
+    def withdraw(self) -> bool:
+        """Withdraw it; whether before a try went out (its stopper is told now, not later)."""
+        self.withdrawn = True
+        self.owed = self.owed or self.out
+        return not self.out
 
 
 @dataclass(frozen=True)
