@@ -25,7 +25,7 @@ as sent, and its asker told so alone (``on_edited``). A question sent as a chat 
 admin, a channel) names no person to charge: it gets a reply asking to write as oneself.
 Admins set the group's settings with ``/groupsettings`` (checked with getChatMember; one
 posting as the group itself is an admin). ``/terms`` and ``/paysupport`` in a group are told
-to the member alone, as notices are, and so is ``/help@veil`` (or ``/start@veil``): how to
+to the member alone, as notices are, and so is ``/help`` (or ``/start@veil``): how to
 ask here. ``/stop`` or ``/cancel`` stops the sender's own answer in that group and topic, as
 its button does (``cmd_stop``). A group upgraded to a supergroup (a new chat id) takes its
 settings along (``on_upgraded``).
@@ -306,16 +306,21 @@ def _replies_to_anothers(message: Message, user_id: int, kit: GroupKit) -> bool:
 
 
 async def cmd_help(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
-    """``/help@veil`` or ``/start@veil`` in a group: how to use Veil here, told alone.
+    """``/help`` or ``/start@veil`` in a group: how to use Veil here, told alone.
 
-    They were silent in a group, as if Veil were broken. A bare one may be another bot's
-    (Telegram sends it to each that reads the group): silent; so in a group that turned
-    answers off, as the usage line is there. One sent as a chat (an anonymous admin, a
+    They were silent in a group, as if Veil were broken. ``/help`` is in the group's command
+    menu, and a tap on it sends it bare where Veil is the group's only bot (the apps add
+    ``@veil`` only among several): a bare ``/help`` is told too, to its sender alone, so
+    nothing shows in the group even where another bot answers it as well. A bare ``/start``
+    stays silent (not in the menu; more likely another bot's). So is one in a group that
+    turned answers off, as the usage line is there. One sent as a chat (an anonymous admin, a
     channel) cannot be told alone: a public reply each, kept, let a channel fill the group
     with Veil's help, at its pace; it gets nothing (a question sent so is told to ask as
     oneself, ``ask_as_yourself``).
     """
-    if command.mention is None or message.sender_chat is not None:
+    if message.sender_chat is not None:
+        return
+    if command.mention is None and command.command.lower() != "help":
         return
     if not kit.editors.answered.first((message.chat.id, message.message_id)):
         return

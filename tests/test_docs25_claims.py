@@ -180,4 +180,5 @@ def test_the_readme_names_the_group_commands_the_group_router_takes() -> None:
         f"in a group, `/{stop[0]}@yourbot` or `/{stop[1]}@yourbot` (or a bare `/{stop[0]}` or "
         in (readme)
     )
-    assert f"in a group, `/{helps[0]}@yourbot` or `/{helps[1]}@yourbot` tells you alone" in readme
+    assert f"in a group, `/{helps[0]}` (as the group's command menu sends it" in readme
+    assert f"or `/{helps[1]}@yourbot` tells you alone" in readme

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.botstack import running_stack
+from tests.group_stop_helpers import LONG, closed_holds, held_model, streaming
 from tests.test_bot_groups import ANN, FAST, GROUP, QUESTION
-from tests.test_groups25_stop import LONG, closed_holds, held_model, streaming
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
+from tests.group_stop_helpers import told
 from tests.test_bot_groups import ANN, FAST, GROUP
-from tests.test_groups25_stop import told
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -20,10 +20,10 @@ from playground.wire import ApiError
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.gated import GatedTelegram
 from tests.fakes.hostile import HostileTelegram
+from tests.group_stop_helpers import WITHDRAWN, closed_holds, told
 from tests.harness import wait_until
 from tests.test_bot_groups import ANN, FAST, GROUP, QUESTION, answered_last, replies
 from tests.test_bot_groups_placeholder import PLACEHOLDER, is_placeholder
-from tests.test_groups25_stop import WITHDRAWN, closed_holds, told
 from tests.test_pace25_stop import FLOOD_WAIT, withdrawn_unposted
 
 if TYPE_CHECKING:
