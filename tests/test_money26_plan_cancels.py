@@ -17,8 +17,10 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlite_utils import Database
 
 from bot.shutdown import IN_FLIGHT
+from models.migrations import MIGRATIONS, apply
 from playground.wire import bad_request
 from tests.botstack import TOKEN, bot_env, process_stack
 from tests.fakes.telegram import FakeTelegram
@@ -244,3 +246,44 @@ async def test_reconcile_reports_a_refunded_plan_whose_cancellation_is_owed_or_f
         await _admin_told(stack, 1)
         agreed = await _reconcile(stack, tmp_path)
         assert agreed.stdout.splitlines() == ["ledger and Telegram agree on 2 transaction(s)"]
+
+
+async def test_a_cancellation_telegram_cannot_take_now_is_owed_and_sent_by_upkeep(
+    tmp_path: Path,
+) -> None:
+    async with paying_stack(tmp_path, sweep_every=0.5, **PLAN) as stack:
+        _payload, charge = await _subscribe(stack)
+        stack.telegram.fail_next(
+            "editUserStarSubscription", status=502, description="Bad Gateway", count=1000
+        )
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        told = await _admin_told(stack, 1)
+        assert told.splitlines()[1].startswith(
+            "The refund went through; Telegram could not take the cancellation of the monthly"
+            " plan it paid for now ("
+        ), told
+        assert stack.telegram.payments.subscriptions[charge].canceled is False
+        stack.telegram.clear_failures()  # Telegram is back: the next upkeep pass cancels
+        await wait_until(lambda: stack.telegram.payments.subscriptions[charge].canceled)
+        assert await balance_units(stack, USER) == 0
+
+
+def test_the_plan_refunds_booked_before_the_migration_are_owed_once(tmp_path: Path) -> None:
+    db = Database(tmp_path / "veil.db")
+    apply(db, MIGRATIONS[:-1])
+    for charge, order, refunded, at in [
+        ("stxA", "order-a", 1, 100),
+        ("stxB", "order-a", 0, 200),  # its renewal: one subscription, one cancellation
+        ("stxC", "order-c", 0, 300),  # a plan never refunded: nothing owed
+    ]:
+        db.execute(
+            "INSERT INTO payments (charge_id, user_id, order_id, stars, units, is_recurring,"
+            " flagged, flag_reason, refunded, created_at, subscription_expires_at)"
+            " VALUES (?, ?, ?, 300, 1, 1, 0, NULL, ?, ?, ?)",
+            [charge, USER, order, refunded, at, at + 2_592_000],
+        )
+    db.conn.commit()
+    assert apply(db) == ["m0023_plan_cancels"]
+    rows = db.execute("SELECT order_id, user_id, charge_id, state FROM plan_cancels").fetchall()
+    assert rows == [("order-a", USER, "stxA", "owed")]
+    db.close()
