@@ -39,6 +39,7 @@ from bot.order import ORDER, UpdateOrder
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import IN_FLIGHT, InFlight, Stopping, drain
 from bot.streaming import DraftSink
+from bot.subscriptions import cancel_subscription
 from bot.telegram import build_bot, forget_handled_update, skip_bare_updates
 from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
@@ -67,6 +68,7 @@ from services.inference import InferenceClient
 from services.journal import PaymentJournal
 from services.relay import RelayService
 from services.shop import Shop
+from services.shop_cancel import PlanCancels
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -304,6 +306,7 @@ async def _running_bot(
     dispatcher["chat"] = chat
     dispatcher["credit"] = credit
     dispatcher["shop"] = shop
+    dispatcher["plan_cancels"] = PlanCancels(store, functools.partial(cancel_subscription, bot))
     dispatcher["store"] = store
     dispatcher["catalogs"] = catalogs
     dispatcher["desk"] = desk
@@ -418,12 +421,19 @@ async def upkeep(veil: Veil, every: float) -> None:
     """Every ``every`` seconds: release stale holds, purge expired orders and old entries.
 
     First, and after each sweep, the answers charged whose final message never went out (a
-    crash, Telegram down) are delivered (``deliver_again``), and the users whose answers a
-    restart (or the sweep) cut off are told so (``handlers.chat.tell_interrupted``).
+    crash, Telegram down) are delivered (``deliver_again``), the refunded plans'
+    cancellations still owed (a crash after the refund, Telegram down) are sent
+    (``services.shop_cancel``), and the users whose answers a restart (or the sweep) cut off
+    are told so (``handlers.chat.tell_interrupted``).
     """
+    cancels: PlanCancels = veil.dispatcher["plan_cancels"]
     while True:
         try:
             await veil.chat.deliver_undelivered(functools.partial(deliver_again, veil))
+        except VeilError:
+            log.exception("bot.upkeep_failed")
+        try:
+            await cancels.send()
         except VeilError:
             log.exception("bot.upkeep_failed")
         try:

@@ -2,25 +2,27 @@
 
 With ``--fix`` it also books what Telegram lists but the ledger lacks: a payment (by its charge
 id, so running it again credits nothing twice; a plan's with the end of the period it paid) and
-a refund the ledger did not take back; a plan payment so found refunded has its subscription
-cancelled, as the admin's /refund does. With
+a refund the ledger did not take back; a refunded plan's subscription whose cancellation is
+owed (one so found refunded, or one the bot has not sent yet) is cancelled, as the admin's
+/refund does (``services.shop_cancel``). Without it, the refunded plans whose cancellation is
+owed or failed are differences: their subscriptions may still charge. With
 Gram payments on, the incoming transfers toncenter lists since the watcher began are compared
 with the recorded ones too, and ``--fix`` books the missing ones (by transaction hash, once).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-import structlog
-from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadRequest
 from aiogram.types import TransactionPartnerUser
 
+from bot.subscriptions import cancel_subscription
 from bot.telegram import build_bot
 from bot.ton import reconcile_ton, ton_parts
-from common.logs import describe
 from models import MasterKey, Store
 from services.shop import Shop, StarTransaction
+from services.shop_cancel import PlanCancels
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,13 +30,9 @@ if TYPE_CHECKING:
     from aiogram import Bot
 
     from bot.settings import BotSettings
-    from services.shop import Payment
-
-log = structlog.get_logger("veil.stars")
+    from services.shop_cancel import PlanCancel
 
 PAGE = 100
-# editUserStarSubscription's word for a charge id that names none of the user's subscriptions.
-NOT_A_SUBSCRIPTION = "CHARGE_ID_INVALID"
 # The only Star transactions with users that are Veil's: invoice payments and their refunds.
 # Stars moved in from a business account, paid media, and gifts or Premium the bot bought are
 # transactions with a user too, and none of them is a payment to book or a refund to take back.
@@ -90,15 +88,15 @@ async def reconcile(
     try:
         transactions = await star_transactions(bot)
         shop = Shop(store, settings.packs, settings.plan)
+        cancels = PlanCancels(store, functools.partial(cancel_subscription, bot))
         fixed: list[str] = []
-        uncanceled: list[str] = []
         if fix:
-            before = _refunded_plans(await shop.payments())
+            # A refund booked now owes its subscription's cancellation (in its transaction),
+            # as one the bot's pass has not sent yet does: all are asked here.
             fixed = await shop.fix(transactions)
-            canceled, uncanceled = await _cancel_refunded_plans(bot, shop, before)
-            fixed += canceled
+            fixed += _canceled_lines(await cancels.send())
         count, differences = len(transactions), await shop.reconcile(transactions)
-        differences += uncanceled
+        differences += _cancel_lines(await cancels.unsettled())
         async with ton_parts(settings, store) as ton:
             if ton is not None:
                 on_chain, ton_differences, ton_fixed = await reconcile_ton(ton, fix=fix)
@@ -111,63 +109,35 @@ async def reconcile(
         await store.close()
 
 
-def _refunded_plans(payments: Sequence[Payment]) -> dict[tuple[int, str], Payment]:
-    """A refunded subscription payment of each (user, plan order) that has one."""
-    return {(p.user_id, p.order_id): p for p in payments if p.is_recurring and p.refunded}
+def _cancel_lines(cancels: Sequence[PlanCancel]) -> list[str]:
+    """One line for each refunded plan whose subscription may still charge, and what to do.
 
-
-async def _cancel_refunded_plans(
-    bot: Bot, shop: Shop, before: dict[tuple[int, str], Payment]
-) -> tuple[list[str], list[str]]:
-    """Cancel the subscriptions whose payment ``fix`` found refunded; (done, failed) lines.
-
-    A refund Telegram made without the bot hearing of it (or a plan payment booked now whose
-    refund came first) left its subscription charging every 30 days, while the renewal grace
-    counted it cancelled. A subscription with a payment refunded before this run was cancelled
-    then (or its failure logged and told): it is not asked again. One Telegram refuses now is a
-    difference for a person: the admin's ``/refund`` of that payment cancels it.
+    Failed: Telegram refused (its words), and the admin's ``/refund`` of that payment asks
+    again. Owed: not asked yet, or Telegram could not take it then; the bot's next upkeep
+    pass (or ``--fix``) asks.
     """
-    done: list[str] = []
-    failed: list[str] = []
-    after = _refunded_plans(await shop.payments())
-    for key in sorted(after.keys() - before.keys()):
-        payment = after[key]
-        user = payment.user_id
-        named, refused = await _cancel(bot, user, await shop.subscription_charges(payment))
-        if named is None:
-            continue
-        if refused is None:
-            done.append(
-                f"cancelled subscription {named} of user {user}:"
-                f" its plan payment {payment.charge_id} was refunded"
+    lines: list[str] = []
+    for cancel in cancels:
+        who = f"user {cancel.user_id}"
+        if cancel.state == "failed":
+            lines.append(
+                f"subscription {cancel.named} of {who} not cancelled ({cancel.reason}):"
+                f" send /refund {cancel.charge_id} to cancel it"
             )
         else:
-            failed.append(
-                f"subscription {named} of user {user} not cancelled ({refused}):"
-                f" send /refund {payment.charge_id} to cancel it"
+            why = f" ({cancel.reason})" if cancel.reason else ""
+            lines.append(
+                f"subscription of {who} not cancelled yet{why}: its plan payment"
+                f" {cancel.charge_id} was refunded; the running bot or reconcile --fix cancels it"
             )
-    return done, failed
+    return lines
 
 
-async def _cancel(bot: Bot, user_id: int, charges: Sequence[str]) -> tuple[str | None, str | None]:
-    """Cancel the subscription one of ``charges`` names; (the charge, why it failed or None).
-
-    As the admin's /refund does (``handlers.shop.cancel_subscription``, which ``bot`` may not
-    import): the charges in turn while Telegram says one names no subscription
-    (``CHARGE_ID_INVALID``), a failure logged (``stars.plan_not_canceled``), never raised.
-    (None, None) for no charges.
-    """
-    for number, charge in enumerate(charges, 1):
-        try:
-            await bot.edit_user_star_subscription(
-                user_id=user_id, telegram_payment_charge_id=charge, is_canceled=True
-            )
-        except (TelegramAPIError, ClientDecodeError) as exc:  # 5xx, flood waits, unreachable
-            invalid = exc.message.rpartition(": ")[2].strip() == NOT_A_SUBSCRIPTION
-            if isinstance(exc, TelegramBadRequest) and invalid and number < len(charges):
-                continue  # not the charge that names it (a first payment booked late): the next
-            log.warning("stars.plan_not_canceled", charge_id=charge, error=describe(exc))
-            return charge, exc.message if isinstance(exc, TelegramAPIError) else type(exc).__name__
-        log.info("stars.plan_canceled", charge_id=charge)
-        return charge, None
-    return None, None
+def _canceled_lines(cancels: Sequence[PlanCancel]) -> list[str]:
+    """The fixes: each subscription ``--fix`` cancelled, with the refunded payment that owed it."""
+    return [
+        f"cancelled subscription {cancel.named} of user {cancel.user_id}:"
+        f" its plan payment {cancel.charge_id} was refunded"
+        for cancel in cancels
+        if cancel.state == "done"
+    ]

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
 from common.logs import describe
@@ -30,8 +29,6 @@ from services.shop import CURRENCY, RENEWAL_GRACE_S, SUBSCRIPTION_PERIOD
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from aiogram import Bot
     from aiogram.filters import CommandObject
     from aiogram.types import CallbackQuery, Message, PreCheckoutQuery
@@ -41,6 +38,7 @@ if TYPE_CHECKING:
     from services.chat import ChatService
     from services.credit import Credit
     from services.shop import Payment, Shop
+    from services.shop_cancel import PlanCancel, PlanCancels
     from services.ton.books import TonBooks
     from services.ton.shop import TonShop
 
@@ -56,8 +54,6 @@ ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
 # started afresh): told in Telegram's words, not as "no payment with that charge id"; one whose
 # refund the ledger booked already is told as refunded.
 NOT_FOUND = "CHARGE_NOT_FOUND"
-# editUserStarSubscription's word for a charge id that names none of the user's subscriptions.
-NOT_A_SUBSCRIPTION = "CHARGE_ID_INVALID"
 UNMATCHED_SHOWN = 10  # the newest unmatched Gram and USDT payments /stats lists
 # A pre-checkout answer Telegram refused: the query answered already (delivered again) or too
 # old, or held back by a flood wait longer than the session waits. Nothing is charged; a bug's
@@ -228,15 +224,15 @@ async def on_successful_payment(message: Message, desk: Desk) -> None:
     await desk.take_message(message)
 
 
-async def on_refunded_payment(message: Message, desk: Desk, bot: Bot, shop: Shop) -> None:
+async def on_refunded_payment(message: Message, desk: Desk, plan_cancels: PlanCancels) -> None:
     """Telegram refunded a payment: take its credit back (once) and say so; end its plan.
 
     A refunded plan payment is one whose subscription renews no more (the renewal grace
-    counts it cancelled), and a refund Telegram made itself (not the admin's /refund, which
-    cancels on its own) left it charging every 30 days. So it is cancelled here too: the same
-    call as /refund's, costing nothing, made again when the report is delivered again (and
-    after the admin's /refund, which Telegram reports too). A failure is logged and undoes
-    nothing (``cancel_subscription``).
+    counts it cancelled), and a refund Telegram made itself (not the admin's /refund) left it
+    charging every 30 days. Its booking stored the cancellation as owed; it is sent here
+    (``services.shop_cancel``), once: after the admin's /refund, which Telegram reports too,
+    it is done already. The report delivered again asks again only for one that failed. One
+    not sent (a busy ledger, a crash) is sent by the next upkeep pass.
     """
     await desk.take_message(message)
     refund, user = message.refunded_payment, message.from_user
@@ -244,11 +240,11 @@ async def on_refunded_payment(message: Message, desk: Desk, bot: Bot, shop: Shop
         return
     charge = refund.telegram_payment_charge_id
     try:
-        charges = await shop.refunded_subscription(user.id, charge, refund.invoice_payload)
+        # The refund that came before its payment is owed by its plan order (not booked yet).
+        await plan_cancels.owe(user.id, charge, refund.invoice_payload)
+        await plan_cancels.send()
     except LedgerUnavailable:
-        log.warning("stars.plan_not_canceled", charge_id=charge, error="LedgerUnavailable")
-        return
-    await cancel_subscription(bot, user.id, charges)
+        log.warning("stars.plan_cancel_unsent", charge_id=charge)
 
 
 def telegram_error(error: TelegramBadRequest) -> str:
@@ -260,8 +256,14 @@ def telegram_error(error: TelegramBadRequest) -> str:
     return error.message.rpartition(": ")[2].strip()
 
 
-async def cmd_refund(
-    message: Message, command: CommandObject, bot: Bot, texts: Texts, shop: Shop
+async def cmd_refund(  # noqa: PLR0913 -- the handler's injected services
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    texts: Texts,
+    shop: Shop,
+    *,
+    plan_cancels: PlanCancels,
 ) -> None:
     """Admins: refund a charge with refundStarPayment and take its credit back."""
     charge_id = (command.args or "").strip()
@@ -272,6 +274,9 @@ async def cmd_refund(
     if payment is None:
         await message.answer(texts("refund_not_found"))
         return
+    # The subscription's payments before Telegram is asked: one booked after is a renewal
+    # Telegram charged between the refund and the cancellation, which the refund left alone.
+    known = {paid.charge_id for paid in await plan_cancels.subscription_payments(payment)}
     try:
         await bot.refund_star_payment(user_id=payment.user_id, telegram_payment_charge_id=charge_id)
     except TELEGRAM_LATER as exc:
@@ -285,9 +290,8 @@ async def cmd_refund(
         if refused == ALREADY_REFUNDED:
             await shop.record_refund(payment.user_id, charge_id)
             # A /refund before may have refunded and then failed to cancel: this one does.
-            await message.answer(
-                texts("refund_already") + await _cancel_plan(bot, texts, shop, payment)
-            )
+            plan = await _cancel_plan(texts, plan_cancels, payment, known)
+            await message.answer(texts("refund_already") + plan)
         elif payment.refunded:  # booked once Telegram made it; now NOT_FOUND (a fresh playground)
             await message.answer(texts("refund_already"))
         else:  # CHARGE_NOT_FOUND too: the ledger has the payment, Telegram knows no such charge
@@ -299,88 +303,54 @@ async def cmd_refund(
     done = texts(
         "refund_done", stars=payment.stars, user=payment.user_id, credit=format_units(payment.units)
     )
-    await message.answer(done + await _cancel_plan(bot, texts, shop, payment))
+    await message.answer(done + await _cancel_plan(texts, plan_cancels, payment, known))
 
 
-async def _cancel_plan(bot: Bot, texts: Texts, shop: Shop, payment: Payment) -> str:
-    """Cancel the subscription a refunded plan payment paid; the line that tells the admin.
+async def _cancel_plan(
+    texts: Texts, cancels: PlanCancels, payment: Payment, known: set[str]
+) -> str:
+    """Cancel the subscription a refunded plan payment paid; the lines that tell the admin.
 
     Refunded, the plan stayed subscribed: Telegram charged the user again every 30 days for a
     plan the admin had refunded. ``editUserStarSubscription`` ends its renewals (the period
-    paid for runs out as it would). Its failure undoes nothing of the refund: the admin is
-    told, and the same /refund again (``CHARGE_ALREADY_REFUNDED`` then) tries it again.
-    A charge Telegram says names no subscription (``CHARGE_ID_INVALID``: a renewal's, where
-    the first payment was booked after it) is followed by the order's next recurring charge.
-    Empty for a payment that paid no subscription.
+    paid for runs out as it would); sent once (``services.shop_cancel``), Telegram's report of
+    this refund asks nothing again. Its failure undoes nothing of the refund: the admin is
+    told, and the same /refund again (``CHARGE_ALREADY_REFUNDED`` then) asks again. A renewal
+    booked since the admin asked (not in ``known``: Telegram charged it before the
+    cancellation took) is kept and credited: the admin is told which, and that its own /refund
+    refunds it. Empty for a payment that paid no subscription.
     """
-    done = await cancel_subscription(bot, payment.user_id, await shop.subscription_charges(payment))
-    if done is None:
+    if not payment.is_recurring:
         return ""
-    if done.error is None:
-        return "\n" + texts("refund_plan_canceled")
-    return _not_canceled(texts, payment, done)
+    await cancels.owe(payment.user_id, payment.charge_id, payment.order_id)
+    await cancels.send()
+    cancel = await cancels.settled(payment)
+    if cancel is None:
+        return ""
+    lines = [_cancel_line(texts, cancel, payment)]
+    lines.extend(
+        texts("refund_plan_renewed", charge=renewal.charge_id, stars=renewal.stars)
+        for renewal in await cancels.subscription_payments(payment)
+        if renewal.charge_id not in known and not renewal.refunded
+    )
+    return "".join("\n" + line for line in lines)
 
 
-@dataclass(frozen=True, slots=True)
-class Cancellation:
-    """What cancelling a subscription did: ``error`` is None when Telegram cancelled it.
+def _cancel_line(texts: Texts, cancel: PlanCancel, payment: Payment) -> str:
+    """The admin's line for where the cancellation stands, and what to do about it.
 
-    ``charge_id`` is the charge it was named by (the last one tried, when it failed).
+    Failed, ``unnamed`` (``CHARGE_ID_INVALID`` for the last of the order's charges): none in
+    the books names the subscription, its first payment is missing (a restored database).
+    The same /refund again fails the same way until ``reconcile --fix`` books that payment
+    from Telegram's list. Owed still: Telegram could not take it now; upkeep asks again.
     """
-
-    charge_id: str
-    error: Exception | None = None
-
-    @property
-    def reason(self) -> str:
-        """Why it failed, in Telegram's words where it gave some ("" when it did not fail)."""
-        if self.error is None:
-            return ""
-        if isinstance(self.error, TelegramAPIError):
-            return self.error.message
-        return type(self.error).__name__
-
-
-async def cancel_subscription(
-    bot: Bot, user_id: int, charges: Sequence[str]
-) -> Cancellation | None:
-    """Cancel the user's subscription named by one of ``charges`` (tried in turn); None if none.
-
-    ``editUserStarSubscription(is_canceled=True)`` ends its renewals (the period paid for runs
-    out as it would); sent again for a subscription cancelled already it changes nothing. A
-    charge Telegram says names no subscription (``CHARGE_ID_INVALID``: a renewal's, where the
-    first payment was booked after it) is followed by the next. A failure is logged
-    (``stars.plan_not_canceled``) and returned, never raised: the refund it follows stands.
-    """
-    for number, subscription in enumerate(charges, 1):
-        try:
-            await bot.edit_user_star_subscription(
-                user_id=user_id, telegram_payment_charge_id=subscription, is_canceled=True
-            )
-        except TelegramBadRequest as exc:
-            if telegram_error(exc) == NOT_A_SUBSCRIPTION and number < len(charges):
-                continue  # not the charge that names it (a first payment booked late): the next
-            log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
-            return Cancellation(subscription, exc)
-        except (TelegramAPIError, *TELEGRAM_LATER) as exc:
-            log.warning("stars.plan_not_canceled", charge_id=subscription, error=describe(exc))
-            return Cancellation(subscription, exc)
-        log.info("stars.plan_canceled", charge_id=subscription)
-        return Cancellation(subscription)
-    return None
-
-
-def _not_canceled(texts: Texts, payment: Payment, done: Cancellation) -> str:
-    """The admin's line for a cancellation Telegram did not make, and what to do about it.
-
-    ``CHARGE_ID_INVALID`` for the last of the order's charges: none in the books names the
-    subscription, its first payment is missing (a restored database). The same /refund again
-    fails the same way until ``reconcile --fix`` books that payment from Telegram's list.
-    """
-    exc = done.error
-    unknown = isinstance(exc, TelegramBadRequest) and telegram_error(exc) == NOT_A_SUBSCRIPTION
-    key = "refund_plan_unknown" if unknown else "refund_plan_not_canceled"
-    return "\n" + texts(key, reason=done.reason, charge=payment.charge_id)
+    reason = cancel.reason or ""
+    if cancel.state == "done":
+        return texts("refund_plan_canceled")
+    if cancel.state == "owed":
+        return texts("refund_plan_cancel_later", reason=reason)
+    key = "refund_plan_unknown" if cancel.unnamed else "refund_plan_not_canceled"
+    return texts(key, reason=reason, charge=payment.charge_id)
 
 
 # -- the admin's figures and the texts Telegram requires -----------------------------------------

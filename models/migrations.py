@@ -590,6 +590,31 @@ def m0022_ton_chain_since(db: Database) -> None:
     db.execute("ALTER TABLE ton_cursors ADD COLUMN chain_since INTEGER")
 
 
+def m0023_plan_cancels(db: Database) -> None:
+    """Each refunded subscription's cancellation, stored: owed, done, or failed and why.
+
+    The cancellation (``editUserStarSubscription(is_canceled=True)``) followed the refund's
+    booking in memory only: a crash between the two skipped it for good, the admin's /refund
+    and Telegram's report of it both sent it, and ``reconcile`` could not tell whether a
+    refunded plan still charged. One row per subscription (its plan order and user),
+    ``charge_id`` the refunded payment that owes it, ``named`` the charge Telegram was asked
+    by last, ``unnamed`` set when Telegram said that charge names no subscription. The plan
+    refunds booked before are owed once: the next upkeep asks again (a cancelled one stays so).
+    """
+    db.execute(
+        "CREATE TABLE plan_cancels (order_id TEXT NOT NULL, user_id INTEGER NOT NULL,"
+        " charge_id TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('owed', 'done', 'failed')),"
+        " reason TEXT, named TEXT, unnamed INTEGER NOT NULL DEFAULT 0,"
+        " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+        " PRIMARY KEY (order_id, user_id))"
+    )
+    db.execute(
+        "INSERT INTO plan_cancels (order_id, user_id, charge_id, state, created_at, updated_at)"
+        " SELECT order_id, user_id, MIN(charge_id), 'owed', MAX(created_at), MAX(created_at)"
+        " FROM payments WHERE is_recurring = 1 AND refunded = 1 GROUP BY order_id, user_id"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -613,6 +638,7 @@ MIGRATIONS: list[Migration] = [
     m0020_undelivered_notes,
     m0021_ids_not_reused,
     m0022_ton_chain_since,
+    m0023_plan_cancels,
 ]
 
 

@@ -5,7 +5,8 @@ keyed by Telegram's charge id (UNIQUE), so a redelivered update cannot be booked
 ledger credit has the charge id as its source, and a refund's has ``refund:<charge id>``. Paid
 orders stay, since their payments name them; unpaid ones are purged after they expire. A refund
 that came before its payment is kept (``early_refunds``) so the payment's booking takes the
-credit back in its own transaction.
+credit back in its own transaction. A refunded subscription payment owes its subscription's
+cancellation (``plan_cancels``: owed, done, failed), stored with the refund.
 
 The functions here take the ``Database`` of a store call and run inside its transaction.
 """
@@ -311,4 +312,112 @@ def _payment(row: Any) -> Payment:  # noqa: ANN401 -- a sqlite3 row is untyped
         refunded=bool(row[8]),
         created_at=int(row[9]),
         subscription_expires_at=None if row[10] is None else int(row[10]),
+    )
+
+
+CancelState = Literal["owed", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCancel:
+    """A refunded subscription's cancellation: owed, done, or failed (and why).
+
+    One per subscription: its plan order ``order_id`` and ``user_id``. ``charge_id`` is the
+    refunded payment that owes it; ``named`` the charge Telegram was last asked by (None
+    before it was), ``reason`` Telegram's words for the last refusal (a cancellation owed
+    still, Telegram down, has one too), ``unnamed`` that Telegram said ``named`` names no
+    subscription of the user's.
+    """
+
+    order_id: str
+    user_id: int
+    charge_id: str
+    state: CancelState
+    reason: str | None
+    named: str | None
+    unnamed: bool
+    created_at: int
+    updated_at: int
+
+
+_CANCEL_COLUMNS = (
+    "order_id, user_id, charge_id, state, reason, named, unnamed, created_at, updated_at"
+)
+
+
+def owe_cancel(db: Database, order_id: str, user_id: int, charge_id: str, at: int) -> None:
+    """The subscription ``order_id`` paid is to be cancelled (a refund of ``charge_id``).
+
+    A cancellation done stays done: nothing is sent twice. One that failed is owed again (the
+    refund reported again, the admin's /refund again): Telegram is asked once more.
+    """
+    db.execute(
+        "INSERT INTO plan_cancels (order_id, user_id, charge_id, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'owed', ?, ?) ON CONFLICT (order_id, user_id)"
+        " DO UPDATE SET state = 'owed', charge_id = excluded.charge_id,"
+        " updated_at = excluded.updated_at WHERE plan_cancels.state = 'failed'",
+        [order_id, user_id, charge_id, at, at],
+    )
+
+
+def settle_cancel(  # noqa: PLR0913 -- the row's key and what Telegram answered
+    db: Database,
+    order_id: str,
+    user_id: int,
+    *,
+    state: CancelState,
+    named: str,
+    reason: str | None,
+    unnamed: bool,
+    at: int,
+) -> None:
+    """Record what asking Telegram by ``named`` did (``owed`` again: it could not take it now)."""
+    db.execute(
+        "UPDATE plan_cancels SET state = ?, named = ?, reason = ?, unnamed = ?, updated_at = ?"
+        " WHERE order_id = ? AND user_id = ?",
+        [state, named, reason, int(unnamed), at, order_id, user_id],
+    )
+
+
+def plan_cancel(db: Database, order_id: str, user_id: int) -> PlanCancel | None:
+    """The cancellation of the subscription ``order_id`` paid ``user_id``, if one is stored."""
+    row = db.execute(
+        f"SELECT {_CANCEL_COLUMNS} FROM plan_cancels WHERE order_id = ? AND user_id = ?",  # noqa: S608 -- a constant column list
+        [order_id, user_id],
+    ).fetchone()
+    return None if row is None else _plan_cancel(row)
+
+
+def plan_cancels(db: Database, states: tuple[CancelState, ...]) -> list[PlanCancel]:
+    """The cancellations in ``states``, oldest first."""
+    marks = ", ".join("?" * len(states))
+    rows = db.execute(
+        f"SELECT {_CANCEL_COLUMNS} FROM plan_cancels WHERE state IN ({marks})"  # noqa: S608 -- constant columns and placeholders
+        " ORDER BY created_at, rowid",
+        list(states),
+    ).fetchall()
+    return [_plan_cancel(row) for row in rows]
+
+
+def subscription_payments(db: Database, order_id: str, user_id: int) -> list[Payment]:
+    """The user's subscription payments of ``order_id`` (refunded too), first booked first."""
+    rows = db.execute(
+        f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE order_id = ? AND user_id = ?"  # noqa: S608 -- a constant column list
+        " AND is_recurring = 1 ORDER BY created_at, rowid",
+        [order_id, user_id],
+    ).fetchall()
+    return [_payment(row) for row in rows]
+
+
+def _plan_cancel(row: Any) -> PlanCancel:  # noqa: ANN401 -- a sqlite3 row is untyped
+    return PlanCancel(
+        order_id=str(row[0]),
+        user_id=int(row[1]),
+        charge_id=str(row[2]),
+        state="done" if row[3] == "done" else "failed" if row[3] == "failed" else "owed",
+        reason=None if row[4] is None else str(row[4]),
+        named=None if row[5] is None else str(row[5]),
+        unnamed=bool(row[6]),
+        created_at=int(row[7]),
+        updated_at=int(row[8]),
     )

@@ -466,7 +466,8 @@ class Shop:
             # the write lock): the credit goes back in this same transaction.
             refunded = orders.early_refund(db, paid.charge_id, paid.user_id)
             if refunded:
-                _take_back(db, paid.user_id, paid.charge_id, units, now)
+                plan_order = paid.payload if paid.is_recurring else None
+                _take_back(db, paid.user_id, paid.charge_id, units, now, plan_order=plan_order)
             return PaymentResult(
                 new=True,
                 units=units,
@@ -554,7 +555,8 @@ class Shop:
                 return RefundResult(
                     new=False, applies=not first, units=payment.units, paid_at=payment.created_at
                 )
-            _take_back(db, user_id, charge_id, payment.units, now)
+            plan_order = payment.order_id if payment.is_recurring else None
+            _take_back(db, user_id, charge_id, payment.units, now, plan_order=plan_order)
             return RefundResult(
                 new=True, applies=True, units=payment.units, paid_at=payment.created_at
             )
@@ -566,51 +568,6 @@ class Shop:
         """The payment with this charge id (for the admin's ``/refund``), or None."""
         with ledger_failures():
             return await self._store.read(lambda db: orders.get_payment(db, charge_id))
-
-    async def subscription_charges(self, payment: Payment) -> list[str]:
-        """The charge ids that may name the subscription ``payment`` paid, likeliest first.
-
-        A subscription is named by its first payment's charge id (Telegram's
-        ``payments.botCancelStarsSubscription``, behind ``editUserStarSubscription``, takes
-        the charge of the first subscription payment); a renewal pays the same order, so the
-        order's recurring payments are listed, first booked first. The one booked first is not
-        always the first paid: a first payment the bot missed (a database restored from a
-        backup) and ``reconcile --fix`` booked later comes after the renewals, so the others
-        follow it. Empty for a payment that paid no subscription.
-        """
-        if not payment.is_recurring:
-            return []
-        with ledger_failures():
-            charges = await self._store.read(
-                lambda db: orders.recurring_charges(db, payment.order_id, payment.user_id)
-            )
-        return charges or [payment.charge_id]
-
-    async def refunded_subscription(self, user_id: int, charge_id: str, payload: str) -> list[str]:
-        """The charge ids that may name the subscription a refunded charge paid, likeliest first.
-
-        As ``subscription_charges``, for a refund Telegram reported (``refunded_payment``): by
-        its payment, or, one not booked yet (the refund came first), by its order, a plan
-        order of the user's, with the refunded charge last. Empty for a charge that paid no
-        subscription of the user's.
-        """
-
-        def read(db: Database) -> list[str]:
-            payment = orders.get_payment(db, charge_id)
-            if payment is not None:
-                if payment.user_id != user_id or not payment.is_recurring:
-                    return []
-                order_id = payment.order_id
-            else:
-                order = orders.get_order(db, payload)
-                if order is None or order.kind != "plan" or order.user_id != user_id:
-                    return []
-                order_id = order.id
-            charges = orders.recurring_charges(db, order_id, user_id)
-            return charges if charge_id in charges else [*charges, charge_id]
-
-        with ledger_failures():
-            return await self._store.read(read)
 
     async def plan_until(self, user_id: int) -> int | None:
         """When the user's paid plan period ends (Unix time), or None if never subscribed."""
@@ -786,8 +743,17 @@ def _telegrams_end(db: Database, booked: Payment, paid: IncomingPayment) -> None
         )
 
 
-def _take_back(db: Database, user_id: int, charge_id: str, units: int, now: int) -> None:
-    """The refund's ledger row and the payment marked refunded (inside the caller's write)."""
+def _take_back(  # noqa: PLR0913 -- the refund and the subscription it ends
+    db: Database, user_id: int, charge_id: str, units: int, now: int, *, plan_order: str | None
+) -> None:
+    """The refund's ledger row and the payment marked refunded (inside the caller's write).
+
+    A refunded subscription payment (``plan_order`` its order) owes its subscription's
+    cancellation, stored in the same transaction (``services.shop_cancel``): a crash after
+    this write and before Telegram was asked leaves it owed, and the next pass sends it.
+    """
     if not ledger.record(db, LedgerEntry(user_id, "refund", -units, f"refund:{charge_id}", now)):
         raise BillingError("the refund is already a ledger source")
     orders.mark_refunded(db, charge_id)
+    if plan_order is not None:
+        orders.owe_cancel(db, plan_order, user_id, charge_id, now)

@@ -244,6 +244,7 @@ def _as_before_counts(database: Path) -> None:
         db.execute("DROP TABLE id_marks")
         db.execute("ALTER TABLE orders DROP COLUMN last_approved_at")
         db.execute("ALTER TABLE ton_cursors DROP COLUMN chain_since")  # m0022
+        db.execute("DROP TABLE plan_cancels")  # m0023
         db.execute("DELETE FROM _sqlite_migrations WHERE name > 'm0010_ton_late_transfers'")
         db.execute("PRAGMA user_version = 10")
 

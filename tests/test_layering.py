@@ -110,3 +110,20 @@ def test_the_check_catches_a_forbidden_import() -> None:
         "aiogram",
         "sqlite_utils",
     }
+
+
+def test_one_module_cancels_subscriptions_and_services_read_no_telegram_refusal() -> None:
+    """The cancellation of a refunded plan is one implementation (``services.shop_cancel``).
+
+    The admin's /refund and ``reconcile --fix`` each had their own loop over the charges,
+    reading ``CHARGE_ID_INVALID`` two ways; Telegram's side is now ``bot.subscriptions`` alone.
+    """
+    callers = sorted(
+        str(path.relative_to(REPO))
+        for path in product_modules()
+        if "edit_user_star_subscription" in path.read_text(encoding="utf-8")
+    )
+    assert callers == ["bot/subscriptions.py"]
+    for path in product_modules():
+        if path.parts[len(REPO.parts)] in {"handlers", "services"}:
+            assert '"CHARGE_ID_INVALID"' not in path.read_text(encoding="utf-8"), path
