@@ -25,9 +25,8 @@ from playground.wire import bad_request
 from tests.botstack import TOKEN, bot_env, process_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import ManagedProcess, run_python, wait_until
+from tests.plan_helpers import PLAN, admin_told, cancel_of, cancels, reconcile_fix, subscribe
 from tests.test_bot_payments import ADMIN, USER, balance_units, paying_stack
-from tests.test_money25_plan_refund import PLAN, _admin_told, _cancels, _subscribe
-from tests.test_reconcile25_refund_cancel import _cancel_of, _reconcile_fix
 
 if TYPE_CHECKING:
     import subprocess
@@ -129,7 +128,7 @@ async def test_a_bot_killed_between_the_refund_and_the_cancel_cancels_once_resta
         finally:
             assert await bot.stop() == 0
         made = [c.params for c in telegram.calls_of("editUserStarSubscription")]
-        assert made == [_cancel_of(charge), _cancel_of(charge)]  # dropped, then made
+        assert made == [cancel_of(charge), cancel_of(charge)]  # dropped, then made
         assert _cancel_rows(data / "veil.db") == [(charge, "done")]
 
 
@@ -147,12 +146,12 @@ async def test_telegrams_report_of_the_admins_refund_sends_no_second_cancel(
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload, charge = await _subscribe(stack)
+        payload, charge = await subscribe(stack)
         stack.telegram.send_text(ADMIN, f"/refund {charge}")
-        assert "was cancelled too" in await _admin_told(stack, 1)
-        assert _cancels(stack) == [_cancel_of(charge)]
+        assert "was cancelled too" in await admin_told(stack, 1)
+        assert cancels(stack) == [cancel_of(charge)]
         await _reported(stack, payload, charge)
-        assert _cancels(stack) == [_cancel_of(charge)]
+        assert cancels(stack) == [cancel_of(charge)]
         assert await balance_units(stack, USER) == 0
 
 
@@ -160,21 +159,21 @@ async def test_the_report_delivered_again_after_a_refused_cancel_asks_once_more(
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload, charge = await _subscribe(stack)
+        payload, charge = await subscribe(stack)
         stack.telegram.fail_next(
             "editUserStarSubscription", status=400, description="Bad Request: USER_ID_INVALID"
         )
         await _reported(stack, payload, charge)
         assert stack.telegram.payments.subscriptions[charge].canceled is False
         stack.telegram.send_text(ADMIN, f"/refund {charge}")  # CHARGE_ALREADY_REFUNDED: asks again
-        assert await _admin_told(stack, 1) == (
+        assert await admin_told(stack, 1) == (
             "That payment was already refunded.\nThe monthly plan it paid for was cancelled too:"
             " Telegram will not charge the user for it again."
         )
-        assert _cancels(stack) == [_cancel_of(charge), _cancel_of(charge)]
+        assert cancels(stack) == [cancel_of(charge), cancel_of(charge)]
         stack.telegram.send_text(ADMIN, f"/refund {charge}")  # done: not asked a third time
-        await _admin_told(stack, 2)
-        assert _cancels(stack) == [_cancel_of(charge), _cancel_of(charge)]
+        await admin_told(stack, 2)
+        assert cancels(stack) == [cancel_of(charge), cancel_of(charge)]
 
 
 async def test_a_renewal_charged_before_the_cancel_took_is_told_to_the_admin(
@@ -183,7 +182,7 @@ async def test_a_renewal_charged_before_the_cancel_took_is_told_to_the_admin(
     held = HeldCancels(token=TOKEN)
     async with paying_stack(tmp_path, telegram_server=held, **PLAN) as stack:
         held.release()
-        payload, first = await _subscribe(stack)
+        payload, first = await subscribe(stack)
         held.hold = True
         held._gate.clear()
         stack.telegram.send_text(ADMIN, f"/refund {first}")
@@ -197,7 +196,7 @@ async def test_a_renewal_charged_before_the_cancel_took_is_told_to_the_admin(
             )
         )
         held.release()
-        told = await _admin_told(stack, 1)
+        told = await admin_told(stack, 1)
         assert told.splitlines()[1:] == [
             (
                 "The monthly plan it paid for was cancelled too:"
@@ -224,7 +223,7 @@ async def test_reconcile_reports_a_refunded_plan_whose_cancellation_is_owed_or_f
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, **PLAN) as stack:
-        payload, charge = await _subscribe(stack)
+        payload, charge = await subscribe(stack)
         stack.telegram.fail_next(
             "editUserStarSubscription", status=400, description="Bad Request: USER_ID_INVALID"
         )
@@ -239,11 +238,11 @@ async def test_reconcile_reports_a_refunded_plan_whose_cancellation_is_owed_or_f
             "1 difference(s) in 2 transaction(s)",
         ]
         # --fix leaves a refused one to the admin's /refund: asked for owed ones only.
-        fixed = await _reconcile_fix(stack, tmp_path)
+        fixed = await reconcile_fix(stack, tmp_path)
         assert fixed.returncode == 1, fixed.stdout + fixed.stderr
-        assert _cancels(stack) == [_cancel_of(charge)]
+        assert cancels(stack) == [cancel_of(charge)]
         stack.telegram.send_text(ADMIN, f"/refund {charge}")
-        await _admin_told(stack, 1)
+        await admin_told(stack, 1)
         agreed = await _reconcile(stack, tmp_path)
         assert agreed.stdout.splitlines() == ["ledger and Telegram agree on 2 transaction(s)"]
 
@@ -252,12 +251,12 @@ async def test_a_cancellation_telegram_cannot_take_now_is_owed_and_sent_by_upkee
     tmp_path: Path,
 ) -> None:
     async with paying_stack(tmp_path, sweep_every=0.5, **PLAN) as stack:
-        _payload, charge = await _subscribe(stack)
+        _payload, charge = await subscribe(stack)
         stack.telegram.fail_next(
             "editUserStarSubscription", status=502, description="Bad Gateway", count=1000
         )
         stack.telegram.send_text(ADMIN, f"/refund {charge}")
-        told = await _admin_told(stack, 1)
+        told = await admin_told(stack, 1)
         assert told.splitlines()[1].startswith(
             "The refund went through; Telegram could not take the cancellation of the monthly"
             " plan it paid for now ("
