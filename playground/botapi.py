@@ -327,7 +327,8 @@ class FakeTelegram(Served):
 
         Each method on its own count (``methods`` only, or every one), so every call the bot
         makes meets "Too Many Requests: retry after N" with ``parameters.retry_after`` and
-        Telegram's ``Retry-After`` header once, whichever calls a user's path makes.
+        Telegram's ``Retry-After`` header once, whichever calls a user's path makes. Counted
+        from now: a ``flood_each`` before it is replaced.
         """
         self._faults.add_first_of_each(methods, count, retry_after)
 

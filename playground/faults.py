@@ -62,9 +62,12 @@ class Faults:
     def add_first_of_each(
         self, methods: Collection[str] | None, count: int, retry_after: int
     ) -> None:
-        """Answer the first ``count`` calls of each method (of ``methods``; None: all) 429."""
+        """Answer the first ``count`` calls of each method (of ``methods``; None: all) 429.
+
+        Counted from now: an earlier such flood still to come is replaced.
+        """
         chosen = None if methods is None else frozenset(methods)
-        self._first.append(_FirstOfEach(chosen, count, retry_after, {}))
+        self._first[:] = [_FirstOfEach(chosen, count, retry_after, {})]
 
     def clear(self) -> None:
         """Forget every failure still to come."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
 from bot.app import _start_polling, _start_webhook
 from bot.telegram import RetryMiddleware
 from tests.books import inconsistent_users
-from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
+from tests.botstack import QUICK_RETRY, TOKEN, WEBHOOK_SECRET, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import wait_until
 from tests.test_bot_groups import FAST, GROUP, final_reply
@@ -273,3 +274,73 @@ async def test_a_poll_waits_out_a_flood_wait_longer_than_the_session_waits(
     assert troubles(logs, caplog) == []
     waited = [e["seconds"] for e in logs if e["event"] == "telegram.retry_after"]
     assert waited == [2]
+
+
+async def test_flood_waits_past_what_the_bot_waits_lose_nothing_and_charge_once(
+    tmp_path: Path, logs: list[MutableMapping[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each method's first call meets a flood wait longer than the session waits (here 3 s past
+    # 0.5 s: as 90 s past its minute), so each is given up, not waited out: the final message
+    # is left to the next delivery pass (the user told Telegram did not take it), an inline
+    # query's answer past the query's life is never sent (the user types again), and the
+    # group's placeholder waits in the group's pacer. Each answer still arrives once.
+    async with running_stack(
+        tmp_path, answer=ANSWER, final_retry_wait=QUICK_RETRY, sweep_every=0.5, **FAST_EDITS
+    ) as stack:
+        catalog = stack.veil.catalogs.for_language("en")
+        session_waits(stack, 0.5)
+        await stack.telegram.wait_for("getUpdates", lambda c: c.answered == "ok", timeout=10)
+        stack.telegram.flood_each(retry_after=3)
+        stack.telegram.send_text(USER, QUESTION)
+        await wait_until(lambda: ANSWER in texts(stack), within=30)
+        assert await stack.stored_turns(USER, 2, within=30) == [QUESTION, ANSWER]
+        assert sorted(texts(stack)) == sorted([catalog("error_telegram"), ANSWER])
+
+        stack.telegram.flood_each(retry_after=3)  # the group's calls each meet it too
+        stack.telegram.send_text(USER + 1, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        (final,) = await final_reply(stack, within=30)
+        assert final["text"] == ANSWER
+        assert texts(stack, GROUP) == [ANSWER]
+
+        stack.telegram.flood_each(retry_after=3)
+        stack.telegram.inline_query(USER + 2, QUESTION)
+        await stack.telegram.wait_for("answerInlineQuery", timeout=10)  # refused: not sent
+        stack.telegram.inline_query(USER + 2, f"{QUESTION}?")  # the user types on
+        answered = await stack.telegram.wait_for(
+            "answerInlineQuery", lambda c: c.answered == "ok", timeout=30
+        )
+        (result,) = answered.params["results"]
+        inline_id = f"inline-{result['id']}"
+        stack.telegram.choose_inline_result(
+            USER + 2, result["id"], f"{QUESTION}?", inline_message_id=inline_id
+        )
+        await stack.telegram.wait_for("editMessageText", lambda c: c.answered == "ok", timeout=30)
+        inline = await final_edit(stack, inline_id, within=30)
+        assert inline["text"].endswith(f"\n\n{ANSWER}")
+        assert await stack.veil.chat.wait_idle(30)
+        assert len(stack.vllm.requests) == 3  # each question asked once, none again
+        assert texts(stack).count(ANSWER) == 1
+        assert {"sendMessage", "editMessageText", "answerInlineQuery"} <= stack.telegram.flooded()
+        assert await inconsistent_users(stack.veil.store) == []
+    assert troubles(logs, caplog) == []
+
+
+async def test_the_fake_floods_each_methods_first_call_as_the_bot_api_server_does() -> None:
+    async with FakeTelegram(token=TOKEN) as fake, aiohttp.ClientSession() as session:
+        fake.flood_each(retry_after=7, methods=["getMe", "sendMessage"])
+        url = f"{fake.url}/bot{TOKEN}"
+        replies = []
+        for method in ["getMe", "getMe", "getMyCommands", "sendMessage"]:
+            async with session.post(f"{url}/{method}", json={"chat_id": USER, "text": "hi"}) as r:
+                replies.append((r.status, r.headers.get("Retry-After"), await r.json()))
+    flood = {
+        "ok": False,
+        "error_code": 429,
+        "description": "Too Many Requests: retry after 7",
+        "parameters": {"retry_after": 7},
+    }
+    assert replies[0] == (429, "7", flood)
+    assert replies[1][:2] == (200, None)  # the second call of the method goes through
+    assert replies[2][:2] == (200, None)  # not among ``methods``
+    assert replies[3] == (429, "7", flood)
+    assert fake.flooded() == {"getMe", "sendMessage"}
