@@ -344,3 +344,23 @@ async def test_the_fake_floods_each_methods_first_call_as_the_bot_api_server_doe
     assert replies[2][:2] == (200, None)  # not among ``methods``
     assert replies[3] == (429, "7", flood)
     assert fake.flooded() == {"getMe", "sendMessage"}
+
+
+async def test_a_guest_summons_is_answered_once(
+    tmp_path: Path, logs: list[MutableMapping[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    def shown() -> list[str]:
+        return [str(m.get("text")) for m in stack.telegram.state.inline_messages.values()]
+
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.flood_each(retry_after=1)
+        stack.telegram.guest_message(USER, f"@veil_test_bot {QUESTION}", chat_id=-1_009_876_543)
+        await wait_until(lambda: any(t.endswith(ANSWER) for t in shown()), within=30)
+        assert await stack.veil.chat.wait_idle(30)
+        (text,) = shown()
+        assert text.endswith(ANSWER)
+        tries = stack.telegram.calls_of("answerGuestQuery")
+        assert [c.answered == "ok" for c in tries] == [False, True]
+        assert {"answerGuestQuery", "editMessageText"} <= stack.telegram.flooded()
+        assert await inconsistent_users(stack.veil.store) == []
+    assert troubles(logs, caplog) == []
