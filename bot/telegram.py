@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 from collections import OrderedDict
 from contextvars import ContextVar
 from http import HTTPStatus
@@ -199,10 +200,21 @@ class RetryMiddleware(BaseRequestMiddleware):
     Such an answer whose connection broke (the network, a proxy cutting it) is tried again once,
     while the query lives: the query's one answer was lost with it (a guest summons left with
     no answer at all), and Telegram refuses a second answer to a query the first one reached.
+    A poll (``getUpdates``) waits out every flood wait, however long: given up, it went to
+    aiogram's polling loop, which logged an error and polled again within seconds, into the
+    same flood, again and again until it ended.
     """
 
     def __init__(self, max_wait: float = 60.0) -> None:
         self.max_wait = max_wait
+
+    def limit(self, method: TelegramMethod[Any]) -> float:
+        """The seconds of flood waits ``method`` waits out in all."""
+        if isinstance(method, GetUpdates):
+            return math.inf  # the poller has nothing else to do: polled sooner, it is refused
+        if isinstance(method, _SHORT_LIVED):
+            return min(self.max_wait, QUERY_LIFE)
+        return self.max_wait
 
     async def __call__(
         self,
@@ -217,7 +229,7 @@ class RetryMiddleware(BaseRequestMiddleware):
         waited = 0.0
         server_errors = 0
         short_lived = isinstance(method, _SHORT_LIVED)
-        limit = min(self.max_wait, QUERY_LIFE) if short_lived else self.max_wait
+        limit = self.limit(method)
         started = asyncio.get_running_loop().time()
         cut = False
         while True:

@@ -4,7 +4,7 @@ Point a bot at it with
 ``Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))``. It records
 every call (``calls``, ``wait_for``), answers with complete Bot API objects, refuses what
 Telegram refuses with Telegram's status and description, and can be told to fail
-(``fail_next``, ``fail_every``, ``state.blocked_users``).
+(``fail_next``, ``fail_every``, ``flood_each``, ``state.blocked_users``).
 
 ``FakeTelegram`` is the server and builds the parts it serves, each owning its own data:
 
@@ -316,8 +316,28 @@ class FakeTelegram(Served):
         """
         self._faults.add_every(methods, nth, status, retry_after)
 
+    def flood_each(
+        self,
+        *,
+        count: int = 1,
+        retry_after: int = 1,
+        methods: Collection[str] | None = None,
+    ) -> None:
+        """Answer the first ``count`` calls of each method from now on 429, flood control's.
+
+        Each method on its own count (``methods`` only, or every one), so every call the bot
+        makes meets "Too Many Requests: retry after N" with ``parameters.retry_after`` and
+        Telegram's ``Retry-After`` header once, whichever calls a user's path makes. Counted
+        from now: a ``flood_each`` before it is replaced.
+        """
+        self._faults.add_first_of_each(methods, count, retry_after)
+
+    def flooded(self) -> set[str]:
+        """The methods the fake answered 429 at least once."""
+        return {c.method for c in self.calls if c.answered.startswith("Too Many Requests")}
+
     def clear_failures(self) -> None:
-        """Forget every ``fail_next`` and ``fail_every`` still to come."""
+        """Forget every ``fail_next``, ``fail_every`` and ``flood_each`` still to come."""
         self._faults.clear()
 
     # HTTP.

@@ -26,7 +26,8 @@ toncenter can; with ``forward_ton`` the receiving jetton wallet's
 or pay a ``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its
 address, exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it
 answer 429
-(``rate_limit_next``), fail with another status (``fail_next``), answer a page that is no JSON
+(``rate_limit_next``, with a ``Retry-After`` if asked), fail with another status
+(``fail_next``), answer a page that is no JSON
 (``garbage_next``; each of them for every endpoint or one ``path``) or answer slowly
 (``delay``), and make the masters' ``get_wallet_address`` throw for one owner
 (``refuse_owner``), answer exactly what a test gives (``answer_next``), list newest first
@@ -490,13 +491,23 @@ class FakeToncenter(Served):
         """
         self.refused_owners[raw(owner)] = exit_code
 
-    def rate_limit_next(self, count: int = 1, *, path: str | None = None, after: int = 0) -> None:
+    def rate_limit_next(
+        self,
+        count: int = 1,
+        *,
+        path: str | None = None,
+        after: int = 0,
+        retry_after: str | None = None,
+    ) -> None:
         """Answer the next ``count`` requests (to ``path``) 429 with toncenter's body.
 
         ``after`` requests are served first, as toncenter without a key serves about one a
-        second and refuses the one that follows at once.
+        second and refuses the one that follows at once. ``retry_after``: the ``Retry-After``
+        header sent with each, as given (seconds, an HTTP-date, or junk); None sends none.
         """
-        self._faults.append(_Fault(HTTPStatus.TOO_MANY_REQUESTS, count, path, after=after))
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        fault = _Fault(HTTPStatus.TOO_MANY_REQUESTS, count, path, after=after, headers=headers)
+        self._faults.append(fault)
 
     def fail_next(
         self,
@@ -583,7 +594,7 @@ class FakeToncenter(Served):
         elif (fault := self._fault_for(request.path)) is not None:
             status = fault.status
             body = RATE_LIMITED if status == HTTPStatus.TOO_MANY_REQUESTS else {"error": "fault"}
-            reply = web.json_response(body, status=status)
+            reply = web.json_response(body, status=status, headers=fault.headers)
             if fault.garbage:
                 page = "<html><body>502 Bad Gateway</body></html>"
                 reply = web.Response(text=page, content_type="text/html")

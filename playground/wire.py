@@ -96,7 +96,7 @@ class ApiError(Exception):
         self.migrate_to_chat_id = migrate_to_chat_id
 
     def response(self) -> web.Response:
-        """The reply Telegram sends: the same JSON body and HTTP status."""
+        """The reply Telegram sends: the same JSON body, HTTP status and ``Retry-After``."""
         body: dict[str, Any] = {
             "ok": False,
             "error_code": self.status,
@@ -108,7 +108,10 @@ class ApiError(Exception):
         }
         if any(value is not None for value in parameters.values()):
             body["parameters"] = {k: v for k, v in parameters.items() if v is not None}
-        return web.json_response(body, status=self.status)
+        # The Bot API server sends a flood wait in this header too (telegram-bot-api's
+        # ``HttpConnection::send_response``).
+        headers = {} if not self.retry_after else {"Retry-After": str(self.retry_after)}
+        return web.json_response(body, status=self.status, headers=headers)
 
 
 def bad_request(detail: str) -> ApiError:

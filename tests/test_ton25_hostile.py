@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from services.ton import reader as reader_module
+from services.ton import toncenter as toncenter_module
 from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import hex_hash
@@ -143,6 +144,7 @@ async def test_a_bad_reply_credits_nothing_loses_nothing_and_the_next_pass_credi
     error: type[Exception],
 ) -> None:
     monkeypatch.setattr(reader_module, "RATE_LIMIT_WAIT_S", 0.01)
+    monkeypatch.setattr(toncenter_module, "MAX_RETRY_AFTER_S", 0.01)  # the hour's wait, cut
     status, body, headers = reply
     paid = await gram_order(stack, ALICE)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)

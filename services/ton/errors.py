@@ -28,7 +28,14 @@ class ToncenterUnavailable(TonError):
 
 
 class ToncenterRateLimited(ToncenterUnavailable):
-    """toncenter answered 429: ask again later, more slowly."""
+    """toncenter answered 429: ask again later, more slowly.
+
+    ``retry_after``: the seconds its ``Retry-After`` asked to wait (capped), None without one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ToncenterRefused(ToncenterUnavailable):

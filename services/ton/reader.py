@@ -57,8 +57,9 @@ log = structlog.get_logger("veil.ton")
 
 PAGE = 100
 WALLETS_KEPT = 10_000  # senders' USDT wallets (and traces' answers) kept; the oldest go first
-# A page or wallet check toncenter rate-limits (429) is asked again after this long (seconds;
-# its free tier answers about one call a second), up to this many tries, within the pass.
+# A page or wallet check toncenter rate-limits (429) is asked again after the wait its
+# ``Retry-After`` asks for (``ToncenterRateLimited.retry_after``, capped), else after this long
+# (seconds; its free tier answers about one call a second), up to this many tries, in the pass.
 RATE_LIMIT_WAIT_S = 1.1
 RATE_LIMIT_TRIES = 3
 # A USDT transfer whose sender the master's get-method fails for (the contract itself: the
@@ -537,17 +538,20 @@ def _remember(memory: dict[str, V], key: str, value: V) -> None:
 
 
 async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
-    """``ask`` toncenter; a 429 waits ``RATE_LIMIT_WAIT_S`` and asks again.
+    """``ask`` toncenter; a 429 waits as its ``Retry-After`` says (else ``RATE_LIMIT_WAIT_S``).
 
     ``RATE_LIMIT_TRIES`` in all: reading page after page (or checking sender after sender)
     keeps toncenter's pace within one pass rather than giving the pass up at the first refusal.
+    A wait toncenter names is kept to: asked again sooner, it refuses again (and its limit
+    may count the refusals); waited longer, the pass lags for nothing.
     """
     for tried in range(1, RATE_LIMIT_TRIES):
         try:
             return await ask()
-        except ToncenterRateLimited:
-            log.debug("ton.rate_limited", tried=tried)
-            await asyncio.sleep(RATE_LIMIT_WAIT_S)
+        except ToncenterRateLimited as exc:
+            wait = RATE_LIMIT_WAIT_S if exc.retry_after is None else exc.retry_after
+            log.debug("ton.rate_limited", tried=tried, wait_s=wait)
+            await asyncio.sleep(wait)
     return await ask()
 
 

@@ -11,7 +11,9 @@ answered ``{"gas_used": …, "exit_code": 0, "stack": [{"type": "slice", "value"
 shapes of toncenter's ton-indexer API, ``RunGetMethodRequest`` / ``RunGetMethodResponse``; a
 slice may come back typed ``cell``, as ton-http-api gives it). The API key (if any) goes in
 ``X-API-Key``. toncenter lists only finalized transactions. A 429
-(``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``; any
+(``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``, with
+the wait its ``Retry-After`` asks for (seconds, or an HTTP-date read against the answer's own
+``Date``; at most ``MAX_RETRY_AFTER_S``; a value that is neither is not used); any
 other failure (network, timeout, HTTP error, a body that is not the expected JSON)
 ``ToncenterUnavailable`` (a redirect too: it is not followed, so the key never goes to another
 host), and an HTTP 4xx its subclass ``ToncenterRefused`` (asked again, the same answer; not
@@ -27,9 +29,10 @@ A caching proxy's copy keeps toncenter's ``Date``: its ``Age`` is added to it (u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -46,11 +49,11 @@ from services.ton.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from models.ton import TonCursor
 
-__all__ = ["MAINNET_URL", "MAX_AGE_S", "TESTNET_URL", "ToncenterClient"]
+__all__ = ["MAINNET_URL", "MAX_AGE_S", "MAX_RETRY_AFTER_S", "TESTNET_URL", "ToncenterClient"]
 
 log = structlog.get_logger("veil.ton")
 
@@ -65,6 +68,9 @@ MAX_BODY = 8 * 1024 * 1024  # a page of 100 transactions is far smaller
 # inside the margin; beyond, the lead can only look larger (review25c). A caching proxy in
 # front of toncenter keeps a page seconds.
 MAX_AGE_S = 300
+# A 429's ``Retry-After`` past this (seconds) is cut to it: the reader waits it within a pass
+# (``services.ton.reader``), and the watcher backs off on its own when the 429s go on.
+MAX_RETRY_AFTER_S = 60.0
 # The 4xx that say the same request may pass when sent again (RFC 9110 §15.5.9: 408, the
 # request took too long, often a proxy's; §15.5.20: 421; RFC 8470: 425): not a refusal.
 _PASSING_4XX = frozenset(
@@ -235,7 +241,8 @@ class ToncenterClient:
                 allow_redirects=False,  # a redirect would carry X-API-Key to the host it names
             ) as response:
                 if response.status == HTTPStatus.TOO_MANY_REQUESTS:
-                    raise ToncenterRateLimited("toncenter: rate limited (429)")
+                    wait = self._retry_after(response.headers)
+                    raise ToncenterRateLimited("toncenter: rate limited (429)", retry_after=wait)
                 if (
                     HTTPStatus.BAD_REQUEST <= response.status < HTTPStatus.INTERNAL_SERVER_ERROR
                     and response.status not in _PASSING_4XX
@@ -261,6 +268,28 @@ class ToncenterClient:
             raise ToncenterUnavailable(f"toncenter: an error answer for {path}")
         return body
 
+    def _retry_after(self, headers: Mapping[str, str]) -> float | None:
+        """The seconds a 429's ``Retry-After`` asks to wait, at most ``MAX_RETRY_AFTER_S``.
+
+        Either whole seconds or an HTTP-date (RFC 9110 §10.2.3); a date is read against the
+        answer's own ``Date`` where it has one, so this machine's clock being off does not
+        stretch or shrink the wait. None without one, or for one that is neither.
+        """
+        text = headers.get("Retry-After", "").strip()
+        if not text:
+            return None
+        if text.isascii() and text.isdigit():
+            return min(float(text), MAX_RETRY_AFTER_S)
+        try:
+            until = parsedate_to_datetime(text)
+        except (TypeError, ValueError):  # neither: not used (logged, never with the value)
+            log.debug("ton.retry_after_ignored")
+            return None
+        now = self._clock()
+        with contextlib.suppress(TypeError, ValueError):
+            now = _utc(parsedate_to_datetime(headers.get("Date", ""))).timestamp()
+        return min(max(_utc(until).timestamp() - now, 0.0), MAX_RETRY_AFTER_S)
+
     def _note_date(self, header: str | None, ages: list[str]) -> None:
         """Keep how far our clock is ahead of the one that dated toncenter's answer.
 
@@ -270,11 +299,9 @@ class ToncenterClient:
         if header is None:
             return
         try:
-            dated = parsedate_to_datetime(header)
+            dated = _utc(parsedate_to_datetime(header))
         except (TypeError, ValueError):  # not an HTTP date: nothing learnt
             return
-        if dated.tzinfo is None:  # "-0000": UTC, of no stated zone (RFC 5322)
-            dated = dated.replace(tzinfo=UTC)
         self.ahead = self._clock() - dated.timestamp() - self._age(ages)
 
     def _age(self, ages: list[str]) -> int:
@@ -310,6 +337,11 @@ async def _body(response: aiohttp.ClientResponse) -> bytes:
             break
         body += piece
     return bytes(body)
+
+
+def _utc(dated: datetime) -> datetime:
+    """An HTTP date of no stated zone ("-0000": UTC, RFC 5322) as UTC; others as they are."""
+    return dated.replace(tzinfo=UTC) if dated.tzinfo is None else dated
 
 
 def _start(cursor: TonCursor, end_lt: int | None = None) -> dict[str, str]:
