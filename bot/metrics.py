@@ -216,6 +216,11 @@ class TimedSink:
         if isinstance(self._sink, CountingSink):
             self._sink.recording(record)
 
+    def kept(self) -> None:
+        """As the wrapped sink, where it counts its messages taken (``CountingSink``)."""
+        if isinstance(self._sink, CountingSink):
+            self._sink.kept()
+
     async def reason(self, delta: str) -> None:
         """As the wrapped sink, when it shows a model's thinking (else the thinking is dropped)."""
         if isinstance(self._sink, ReasoningSink):

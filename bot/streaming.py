@@ -225,6 +225,7 @@ class DraftSink:
         "draft_id",
         "final_markup",
         "interval",
+        "left_to_outbox",
         "progress",
         "reply_to",
         "retry_wait",
@@ -257,6 +258,7 @@ class DraftSink:
         self.retry_wait = retry_wait  # before a final part not taken goes again (``delivered``)
         self.final_markup = final_markup
         self.completed = False  # the final answer (or the part that arrived) went out
+        self.left_to_outbox = False  # not sent now, its row kept: the outbox sends it (``kept``)
         self.progress = Progress()  # the final answer's messages Telegram took so far
         self._record: Callable[[Progress], Awaitable[None]] | None = None  # told each one taken
         self.show_reasoning = show_reasoning
@@ -314,6 +316,10 @@ class DraftSink:
     def recording(self, record: Callable[[Progress], Awaitable[None]]) -> None:
         """Tell ``record`` (awaited before the next message goes out) each message taken."""
         self._record = record
+
+    def kept(self) -> None:
+        """Not sent now, but its row went with the charge: the outbox sends it."""
+        self.left_to_outbox = True
 
     async def note_taken(self) -> None:
         """Telegram took one more note under the final answer: counted, and recorded.

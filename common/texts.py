@@ -24,7 +24,7 @@ NOTICES = frozenset(
     {
         *("error_unavailable", "error_busy", "error_stalled", "error_backend", "error_context"),
         *("error_question_long", "error_corrupted", "error_untrusted", "error_history"),
-        *("error_settings", "error_ledger", "error_internal", "error_telegram"),
+        *("error_settings", "error_ledger", "error_internal", "error_telegram", "answer_kept"),
         *("busy", "erasing", "no_credit", "short_no_credit", "short_busy"),
         *("order_no_plan", "order_too_many", "order_rejected"),
         *("ton_assign_not_found", "ton_assign_ambiguous", "ton_assign_not_unmatched"),

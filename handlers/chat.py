@@ -359,6 +359,10 @@ class _Starting:
         """Have ``record`` told each message of the final answer Telegram takes."""
         self.sink.recording(record)
 
+    def kept(self) -> None:
+        """Not sent now, its row kept with the charge: the outbox sends it."""
+        self.sink.kept()
+
 
 @dataclass(frozen=True, eq=False, slots=True)
 class _Followup:
@@ -424,12 +428,18 @@ class _Followup:
         """As the errors router would: the error's text (and Retry) in the answer's topic.
 
         When the part that arrived before the failure went out as the answer (it is paid for
-        and stays), the note under it says the answer broke off there instead.
+        and stays), the note under it says the answer broke off there instead. When Telegram
+        could not take the final message now but its row went with the charge (``kept``),
+        the user is told it will follow, not to send the question again.
         """
         asked = self.started.is_set()  # set at ``_Starting.begin``: the model was asked
         try:
             if isinstance(error, InferenceError) and self.sink.completed:
                 await self.failures.broke_off(error, self.texts, self.sink)
+                return
+            if self.sink.left_to_outbox and isinstance(error, TELEGRAM_LATER):
+                # Charged, and its row kept: it follows; asked again, it would be paid twice.
+                await self.failures.kept(error, self.texts, self.user_id, self.thread_id)
                 return
             await self.failures.report(error, self.texts, self.user_id, self.thread_id)
         finally:

@@ -333,6 +333,20 @@ class Failures:
         with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
             await self.bot.send_message(chat_id, texts(key), message_thread_id=thread_id)
 
+    async def kept(
+        self, error: BaseException, texts: Texts, chat_id: int, thread_id: int | None
+    ) -> None:
+        """Telegram did not take an answer's final message now, but its row is kept: it follows.
+
+        The outbox sends it at its next pass (within ``SWEEP_EVERY_S``, a minute): "send that
+        again" (``error_telegram``) had the user ask, and pay for, the same question twice,
+        then get both answers. Logged as Telegram unavailable is (``apology_key``).
+        """
+        apology_key(error)
+        log.info("error_replied", error=type(error).__name__, text="answer_kept")
+        with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
+            await self.bot.send_message(chat_id, texts("answer_kept"), message_thread_id=thread_id)
+
     async def broke_off(self, error: InferenceError, texts: Texts, sink: DraftTarget) -> None:
         """Under a private-chat answer's part that went out: it broke off there (and Retry).
 

@@ -53,6 +53,8 @@ class DraftTarget(NoticeSink, CountingSink, Protocol):
 
     draft_id: int
     completed: bool  # the answer, or the part of it that arrived before a failure, went out
+    # Not sent now, but its row went with the charge: the outbox sends it (``kept``).
+    left_to_outbox: bool
 
     async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
         """Send ``text`` (a plain notice after the answer) with buttons under it."""

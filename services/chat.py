@@ -216,6 +216,14 @@ class CountingSink(Protocol):
         count a failure recorded.
         """
 
+    def kept(self) -> None:
+        """Its final message did not go out now, but its row went with the charge.
+
+        The outbox sends it (the next delivery pass): whoever tells the user about the
+        failure says it will follow, rather than "send that again", which would ask (and
+        charge) the same question twice.
+        """
+
 
 @runtime_checkable
 class ReasoningSink(Protocol):
@@ -1158,8 +1166,11 @@ class ChatService:
             await _finished(settling)
             taken = sink.progress if isinstance(sink, CountingSink) else Progress()
             await self._sent(place, row, request_id, sent=sent, taken=taken, notes=notes)
-            if not sent and left is not None and row is not None and row.stored:
-                left()
+            if not sent and text and row is not None and row.stored:
+                if isinstance(sink, CountingSink):
+                    sink.kept()
+                if left is not None:
+                    left()
 
         try:
             if not text:

@@ -48,6 +48,7 @@ def test_help_names_every_command_of_the_menu_in_every_language() -> None:
 def test_every_failure_told_in_place_of_an_answer_is_a_notice_and_no_everyday_text_is() -> None:
     catalogs = Catalogs()
     told = {key for _, key in TEXTS} | {"short_no_credit", "short_busy", "error_telegram"}
+    told |= {"answer_kept"}
     notes = {"answer_cut", "answer_broke_off", "answer_lost_here", "answer_window_full"}
     assert told | notes | {"cancelled", "interrupted"} <= NOTICES <= catalogs.keys(FALLBACK)
     for language in catalogs.languages:

@@ -281,7 +281,7 @@ async def test_flood_waits_past_what_the_bot_waits_lose_nothing_and_charge_once(
 ) -> None:
     # Each method's first call meets a flood wait longer than the session waits (here 3 s past
     # 0.5 s: as 90 s past its minute), so each is given up, not waited out: the final message
-    # is left to the next delivery pass (the user told Telegram did not take it), an inline
+    # is left to the next delivery pass (the user told it is kept and will follow), an inline
     # query's answer past the query's life is never sent (the user types again), and the
     # group's placeholder waits in the group's pacer. Each answer still arrives once.
     async with running_stack(
@@ -294,7 +294,7 @@ async def test_flood_waits_past_what_the_bot_waits_lose_nothing_and_charge_once(
         stack.telegram.send_text(USER, QUESTION)
         await wait_until(lambda: ANSWER in texts(stack), within=30)
         assert await stack.stored_turns(USER, 2, within=30) == [QUESTION, ANSWER]
-        assert sorted(texts(stack)) == sorted([catalog("error_telegram"), ANSWER])
+        assert sorted(texts(stack)) == sorted([catalog("answer_kept"), ANSWER])
 
         stack.telegram.flood_each(retry_after=3)  # the group's calls each meet it too
         stack.telegram.send_text(USER + 1, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
