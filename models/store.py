@@ -431,15 +431,19 @@ class Store:
             raise ConversationNotFound("no such conversation for this user")
 
         def switch(db: Database) -> None:
-            row = db.execute(
-                "SELECT user_id, thread_id FROM conversations WHERE id = ?", [conversation_id]
-            ).fetchone()
-            if row is None or int(row[0]) != user_id or row[1] is not None:
-                raise ConversationNotFound("no such conversation for this user")
-            db.execute(
-                "UPDATE users SET active_conversation = ? WHERE user_id = ?",
-                [conversation_id, user_id],
-            )
+            # Looked at under the write lock: another process may let the user forget between
+            # the look and the switch, which then named a deleted conversation (a foreign key
+            # SQLite refused, a storage failure where the conversation is simply gone).
+            with db.atomic():
+                row = db.execute(
+                    "SELECT user_id, thread_id FROM conversations WHERE id = ?", [conversation_id]
+                ).fetchone()
+                if row is None or int(row[0]) != user_id or row[1] is not None:
+                    raise ConversationNotFound("no such conversation for this user")
+                db.execute(
+                    "UPDATE users SET active_conversation = ? WHERE user_id = ?",
+                    [conversation_id, user_id],
+                )
 
         await self._connection.call(switch)
 
