@@ -67,4 +67,4 @@ async def test_a_backup_of_many_steps_finishes_while_another_process_writes(
         (beats,) = copy.execute("SELECT COUNT(*) FROM beats").fetchone()
         assert copy.execute("SELECT MAX(n) FROM beats").fetchone() == (beats or None,)
     copy.close()
-    assert beats < written[0]
+    assert beats <= written[0]
