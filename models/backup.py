@@ -1,8 +1,9 @@
 """Online backups of the bot's SQLite files with SQLite's own backup API.
 
 The backup copies the database page by page while the bot keeps writing (WAL mode lets readers
-and the one writer go on); SQLite restarts the copy of any step a write overtakes, so the result
-is one consistent snapshot (on a disk gone read-only too: ``models.database.open_for_reading``).
+and the one writer go on), every step from the one snapshot it began with, so the result is
+consistent and the bot's commits never start the copy over (on a disk gone read-only too:
+``models.database.open_for_reading``).
 Nothing here reads or decrypts history: the copy is as sealed as the original, and it is
 useless without the master key, which is backed up separately. The copy is written under a
 name of its own and takes the backup's name only once whole.
@@ -23,7 +24,7 @@ from models.errors import DataFolderError, database_size, io_error, limit_met
 if TYPE_CHECKING:
     from pathlib import Path
 
-PAGES_PER_STEP = 256  # small steps: the bot's writer waits at most one step for the copy
+PAGES_PER_STEP = 256  # small steps: a stop (SIGTERM, Ctrl-C) is heard between two of them
 PARTIAL_SUFFIX = ".partial"  # the copy's name until it is whole
 
 
@@ -151,7 +152,13 @@ def _copy(source: Path, copy_path: Path) -> int:
             closing(open_for_reading(source)) as origin,
             closing(sqlite3.connect(copy_path)) as copy,
         ):
+            # One snapshot for every step: begun by each step alone, a step after another
+            # process's commit began the copy again, and a bot that committed more often than
+            # the copy took kept it copying as long as it wrote. WAL lets it write meanwhile.
+            origin.execute("BEGIN")
+            origin.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()
             origin.backup(copy, pages=PAGES_PER_STEP, progress=_between_steps)
+            origin.rollback()
             (pages,) = copy.execute("PRAGMA page_count").fetchone()
             (check,) = copy.execute("PRAGMA quick_check").fetchone()
     except sqlite3.Error as exc:

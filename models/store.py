@@ -192,9 +192,10 @@ class Store:
         self._connection = connection
         self._master_key = master_key
         self._read_only = read_only
-        # Unwrapped data keys by user id, the ``DATA_KEYS_KEPT`` used last (unbounded, every key
-        # since the start stayed in memory); read and written only on the connection's thread.
-        self._data_keys: OrderedDict[int, bytes] = OrderedDict()
+        # Unwrapped data keys by user id, each with the wrapped key it came from, the
+        # ``DATA_KEYS_KEPT`` used last (unbounded, every key since the start stayed in memory);
+        # read and written only on the connection's thread.
+        self._data_keys: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self._outdated = False  # newer code migrated the database: said once (``write``)
 
     def __repr__(self) -> str:
@@ -430,15 +431,19 @@ class Store:
             raise ConversationNotFound("no such conversation for this user")
 
         def switch(db: Database) -> None:
-            row = db.execute(
-                "SELECT user_id, thread_id FROM conversations WHERE id = ?", [conversation_id]
-            ).fetchone()
-            if row is None or int(row[0]) != user_id or row[1] is not None:
-                raise ConversationNotFound("no such conversation for this user")
-            db.execute(
-                "UPDATE users SET active_conversation = ? WHERE user_id = ?",
-                [conversation_id, user_id],
-            )
+            # Looked at under the write lock: another process may let the user forget between
+            # the look and the switch, which then named a deleted conversation (a foreign key
+            # SQLite refused, a storage failure where the conversation is simply gone).
+            with db.atomic():
+                row = db.execute(
+                    "SELECT user_id, thread_id FROM conversations WHERE id = ?", [conversation_id]
+                ).fetchone()
+                if row is None or int(row[0]) != user_id or row[1] is not None:
+                    raise ConversationNotFound("no such conversation for this user")
+                db.execute(
+                    "UPDATE users SET active_conversation = ? WHERE user_id = ?",
+                    [conversation_id, user_id],
+                )
 
         await self._connection.call(switch)
 
@@ -642,18 +647,27 @@ class Store:
             log.info("store.checkpoint_deferred", at="close")
 
     def _data_key(self, db: Database, user_id: int) -> bytes:
-        key = self._data_keys.get(user_id)
-        if key is None:
-            row = db.execute("SELECT data_key FROM users WHERE user_id = ?", [user_id]).fetchone()
-            if row is None:
-                raise UserNotFound("no such user")
-            key = self._master_key.unwrap(user_id, bytes(row[0]))
-        self._keep_data_key(user_id, key)
+        """The user's data key: the one their row holds now, unwrapped once while kept.
+
+        The row is read each time: another process (a webhook replica) may have let the user
+        forget and made them a new row and key since, and a key kept from before sealed what
+        no one could open again (and opened nothing the new key sealed).
+        """
+        row = db.execute("SELECT data_key FROM users WHERE user_id = ?", [user_id]).fetchone()
+        if row is None:
+            raise UserNotFound("no such user")
+        wrapped = bytes(row[0])
+        kept = self._data_keys.get(user_id)
+        if kept is not None and kept[0] == wrapped:
+            key = kept[1]
+        else:
+            key = self._master_key.unwrap(user_id, wrapped)
+        self._keep_data_key(user_id, wrapped, key)
         return key
 
-    def _keep_data_key(self, user_id: int, key: bytes) -> None:
-        """Keep ``key`` as the newest used; the one used longest ago goes past the bound."""
-        self._data_keys[user_id] = key
+    def _keep_data_key(self, user_id: int, wrapped: bytes, key: bytes) -> None:
+        """Keep ``key`` (its row holds ``wrapped``) as the newest used, within the bound."""
+        self._data_keys[user_id] = (wrapped, key)
         self._data_keys.move_to_end(user_id)
         while len(self._data_keys) > DATA_KEYS_KEPT:
             self._data_keys.popitem(last=False)
@@ -661,7 +675,7 @@ class Store:
     def _ensure_user(self, db: Database, user_id: int, language: str | None) -> UserRecord:
         record = _select_user(db, user_id)
         if record is None:
-            new_key: bytes | None = None
+            new_key: tuple[bytes, bytes] | None = None
             # Looked at again under the write lock: the bot and a replica may both have found
             # no row, and the second insert failed (the UNIQUE user id), its message unanswered.
             with db.atomic():
@@ -669,7 +683,7 @@ class Store:
                 if record is None:
                     record, new_key = self._add_user(db, user_id, language)
             if new_key is not None:  # kept once its row is committed, never a key not stored
-                self._keep_data_key(user_id, new_key)
+                self._keep_data_key(user_id, *new_key)
         if language is not None and language != record.language:
             db.execute("UPDATE users SET language = ? WHERE user_id = ?", [language, user_id])
             record = dataclasses.replace(record, language=language)
@@ -677,9 +691,10 @@ class Store:
 
     def _add_user(
         self, db: Database, user_id: int, language: str | None
-    ) -> tuple[UserRecord, bytes]:
-        """Insert the user's row, with a new data key (wrapped); the record and the key."""
+    ) -> tuple[UserRecord, tuple[bytes, bytes]]:
+        """Insert the user's row, with a new data key; the record and the key (wrapped, plain)."""
         data_key = new_data_key()
+        wrapped = self._master_key.wrap(user_id, data_key)
         record = UserRecord(
             user_id=user_id,
             language=language,
@@ -694,11 +709,11 @@ class Store:
                 user_id,
                 language,
                 record.cache_salt,
-                self._master_key.wrap(user_id, data_key),
+                wrapped,
                 record.created_at,
             ],
         )
-        return record, data_key
+        return record, (wrapped, data_key)
 
     def _add_turns(
         self,

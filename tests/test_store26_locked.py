@@ -15,18 +15,29 @@ committed in between:
 
 Each test runs the other process's call exactly there: a trace of the first store's own
 statements (SQLite's, on its connection) runs it once the first has read and before it takes
-the write lock, and waits for it to commit. The last test guards the whole class: every
-transaction the store's connection writes in began ``BEGIN IMMEDIATE``.
+the write lock, and waits for it to commit. The last tests guard the whole class: every
+transaction the store's (and the payment journal's) connection writes in began ``BEGIN
+IMMEDIATE``, and every call that reaches the connection other than by ``read`` (query only) or
+``write`` (``BEGIN IMMEDIATE``) is among those traced, so a new one cannot escape the trace.
+
+What the trace cannot tell: a call that reads outside any transaction and then writes on what
+it read in a transaction of its own (the lone write's implicit ``BEGIN IMMEDIATE``) shows
+locked; such a read must be made again under the lock (``atomic()``), as the tests above check
+for each call that does so.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import sqlite3
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from models import MasterKey, Store, migrations
 from models.database import open_private_database
+from models.journal import Journal, JournalEntry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -256,6 +267,7 @@ async def _every_write(store: Store) -> None:
     opened = await store.open_conversation(USER, "ru")
     await store.topic_conversation(USER, "ru", TOPIC)
     await store.open_conversation(USER + 1, None, thread_id=TOPIC)
+    await store.active_conversation(USER + 1)  # none in the chat yet: started
     newer = await store.new_conversation(USER)
     await store.switch_conversation(USER, opened.conversation_id)
     await store.set_title(USER, newer, "title")
@@ -285,3 +297,68 @@ async def test_every_write_transaction_takes_the_lock_first(tmp_path: Path) -> N
         assert _unlocked_writes(statements.sql) == []
     finally:
         await store.close()
+
+
+def _traced_calls() -> set[str]:
+    """The store's calls ``_every_write`` makes (its ``store.<call>(`` expressions)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(_every_write)))
+    return {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "store"
+    }
+
+
+def _calling_methods(cls: type) -> tuple[set[str], int]:
+    """(public methods of ``cls`` using ``_connection.call``, its uses in the whole class)."""
+    found = {
+        name
+        for name, method in vars(cls).items()
+        if not name.startswith("_")
+        and inspect.isfunction(method)
+        and "_connection.call(" in inspect.getsource(method)
+    }
+    return found, inspect.getsource(cls).count("_connection.call(")
+
+
+def test_every_call_outside_read_and_write_is_traced() -> None:
+    store_calls, store_uses = _calling_methods(Store)
+    # Each use sits in a public call of its own, and each such call is in the trace above.
+    assert store_uses == len(store_calls)
+    assert store_calls - _traced_calls() == set(), "trace these in _every_write"
+    journal_calls, journal_uses = _calling_methods(Journal)
+    assert (journal_calls, journal_uses) == (set(), 0), "the journal writes only by _write"
+
+
+async def _every_journal_write(journal: Journal) -> None:
+    """Each of the journal's calls that write, once."""
+    entry = JournalEntry("payment", USER, "pack:s", "XTR", 50, "charge-1", received_at=1)
+    await journal.record([entry])
+    await journal.claim(entry.key, "bot", now=2, lease=30)
+    await journal.mark_booked(entry.key, 3)
+    await journal.mark_failed(entry.key)
+    await journal.mark_told(entry.key, "bot")
+    await journal.mark_thanked(entry.key, "bot")
+    await journal.mark_admin_told(entry.key, 9, "bot", credited=True)
+    await journal.mark_admin_corrected(entry.key, 9, "bot")
+    await journal.mark_notified(entry.key, 4, "bot")
+    await journal.release(entry.key, "bot")
+    await journal.release_all()
+    assert await journal.purge(5) == 1
+
+
+async def test_every_journal_write_transaction_takes_the_lock_first(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "journal.db")
+    connection = journal._connection  # its statements, traced by SQLite
+    try:
+        statements = _Statements()
+        await connection.read(lambda db: db.conn.set_trace_callback(statements))
+        await _every_journal_write(journal)
+        await connection.read(lambda db: db.conn.set_trace_callback(None))
+        assert sum(sql.split()[0].upper() in WRITES for sql in statements.sql) >= 12
+        assert _unlocked_writes(statements.sql) == []
+    finally:
+        await journal.close()
