@@ -914,7 +914,8 @@ class _GroupAnswer:
         but answered without naming it (its "ok", with a result that does not validate or
         names no message) is in the group, and the bot cannot edit it or take its stop button
         back: it is logged (``groups.placeholder_orphaned``) and the answer streams into a fresh
-        placeholder, whose stop button it shares (the same answer: either stops it). A second
+        placeholder, whose stop button it shares (the same answer: either stops it); a stop as
+        that one waits for its slot withdraws it, as before the first try. A second
         one that comes back so is Telegram's path failing: it goes to ``failed``.
         """
         if self.withdrawn:  # by ``/stop`` as it waited (``stop``): the asker was told
@@ -942,6 +943,7 @@ class _GroupAnswer:
                     return None
                 if not went_out(exc) or last:
                     raise
+                self.posting.out = False  # the orphan is left; a stop now withdraws the next
             else:
                 if posted is None:  # by ``/stop`` as it waited for its slot, or was refused
                     log.info("groups.withdrawn", posted=False)

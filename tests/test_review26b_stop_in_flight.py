@@ -13,6 +13,10 @@ wait. Two other answers to that try were left out:
   "Telegram did not take my reply just now. Please send that again in a moment.", asked to
   send again the question they had just stopped.
 
+And after a placeholder Telegram took without naming it, the question stayed marked as on its
+way: a stop as the fresh placeholder waited for its slot was left to that one, which went up
+only to be edited to "Stopped.".
+
 Now each ends as the flood-refused try does: nothing more is posted, asked or charged, and the
 asker alone is told once that their question was stopped.
 """
@@ -30,12 +34,15 @@ from tests.fakes.gated import GatedTelegram
 from tests.group_stop_helpers import WITHDRAWN, closed_holds, told
 from tests.harness import wait_until
 from tests.test_bot_groups import ANN, FAST, GROUP, QUESTION, answered_last, replies
-from tests.test_bot_groups_placeholder import is_placeholder
+from tests.test_bot_groups_placeholder import PLACEHOLDER, is_placeholder
 from tests.test_groups26_stop_in_flight import UnnamingTelegram
-from tests.test_pace25_stop import withdrawn_unposted
+from tests.test_pace25_stop import HELD_FOR, withdrawn_unposted
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
+
+    from aiohttp import web
 
     from tests.botstack import Stack
 
@@ -116,5 +123,45 @@ async def test_a_stop_as_the_placeholder_goes_up_and_its_reply_is_lost_is_told_s
         assert telegram.misbehaved == [("sendMessage", mode)]
         assert replies(stack) == [carols]
         assert len(stack.telegram.ephemeral_messages(GROUP, ANN)) == 1
+        assert len(stack.vllm.requests) == 1  # Carol's
+        assert await closed_holds(stack, ANN) == []
+
+
+class SlowingTelegram(UnnamingTelegram):
+    """Answers the armed ``sendMessage`` unnamed at once, first calling ``before_reply``."""
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 -- FakeTelegram's keywords
+        super().__init__(**kwargs)
+        self.before_reply: Callable[[], None] = lambda: None
+        self.release()  # nothing held
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]  # as HostileTelegram's
+        if request.match_info["method"] == "sendMessage" and self._armed:
+            self.before_reply()
+        return await super()._handle(request)
+
+
+async def test_a_stop_as_the_fresh_placeholder_waits_for_its_slot_posts_no_other(
+    tmp_path: Path,
+) -> None:
+    """After an unnamed placeholder, a stop as the fresh one waits for its slot withdraws it.
+
+    The orphan's try left the question marked as on its way: the stop was left to a fresh
+    placeholder, which went up only to be edited to "Stopped.", the asker hearing nothing.
+    """
+    telegram = SlowingTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "unnamed", when=is_placeholder)
+    async with running_stack(tmp_path, telegram_server=telegram, **FAST) as stack:
+        kit = stack.veil.dispatcher["kit"]
+        # the group's next slot is away as the orphan comes back: the fresh one waits for it
+        telegram.before_reply = lambda: kit.editors.group_pacers(GROUP).back_off(HELD_FOR)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await wait_until(lambda: telegram.misbehaved != [], within=10)
+        stack.telegram.send_text(ANN, "/stop@veil_test_bot", chat_id=GROUP)
+        assert await told(stack, GROUP, ANN) == [WITHDRAWN]
+        carols = await answered_last(stack)
+        orphan, *rest = replies(stack)
+        assert orphan["text"] == PLACEHOLDER
+        assert rest == [carols]  # no fresh placeholder of Ann's, nor "Stopped."
         assert len(stack.vllm.requests) == 1  # Carol's
         assert await closed_holds(stack, ANN) == []
