@@ -73,7 +73,7 @@ from bot.formatting import (
     utf16_len,
 )
 from bot.streaming import entities_of
-from bot.telegram import FLOOD_WAITS, UnreadableReply
+from bot.telegram import FLOOD_WAITS, RETRY_WANTED, UnreadableReply
 from bot.thinking import MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
 from common.logs import describe
@@ -816,8 +816,10 @@ class Editors:
         waited for its slot, or for a flood wait to pass): nothing is sent, and the slot it
         waited for goes to the next call (``Pacer.unspend``). Looked at once the slot has
         come, right before the send: a stop that came after that is the placeholder's to tell,
-        unless Telegram refuses that try with a flood wait: nothing went up, and nothing more
-        goes (None; ``Posting.owed`` says its asker is still to be told).
+        unless Telegram refuses that try with a flood wait, or fails it with a 5xx (the
+        session's retry is not made, ``RETRY_WANTED``) or the network does: nothing more goes
+        (None; ``Posting.owed`` says its asker is still to be told). A try the network failed
+        may have gone up unseen, as one not stopped may: it is left, as that one's is.
 
         A reply Telegram took (its "ok") whose result does not validate still names the message
         it sent, mostly: that id is the placeholder's (logged). One that names none raises
@@ -840,8 +842,14 @@ class Editors:
                 return None
             own.out = True
             told = None if posting is None else FLOOD_WAITS.set(_raise_flood)
+            wanted = None if posting is None else RETRY_WANTED.set(lambda: not own.withdrawn)
             try:
                 return await self._send_placeholder(chat_id, text, reply_to, markup)
+            except (TelegramServerError, TelegramNetworkError):
+                if not own.withdrawn:
+                    raise
+                log.info("editing.post_withdrawn", in_flight=True)  # a 5xx not retried too
+                return None
             except TelegramRetryAfter as exc:
                 pacer.back_off(exc.retry_after)
                 if own.withdrawn:  # stopped as this try was in flight: nothing went up
@@ -854,6 +862,8 @@ class Editors:
             finally:
                 if told is not None:
                     FLOOD_WAITS.reset(told)
+                if wanted is not None:
+                    RETRY_WANTED.reset(wanted)
         raise AssertionError  # pragma: no cover -- tries until one returns or raises
 
     async def _send_placeholder(

@@ -2,9 +2,9 @@ r"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API ser
 
 aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
 retries, again after each one, up to a minute of waiting in all; it retries once on a Telegram
-5xx, and the answer to a query (answered once) once on a broken connection. A caller that
-must know when its call waits one out (or must wait it out itself) sets ``FLOOD_WAITS`` for
-its task.
+5xx (unless the caller's ``RETRY_WANTED`` says it is no longer wanted), and the answer to a
+query (answered once) once on a broken connection. A caller that must know when its call waits
+one out (or must wait it out itself) sets ``FLOOD_WAITS`` for its task.
 Draft updates and chat actions are not retried here: a stale draft is worthless, so the answer
 sinks skip them and send the next one when Telegram allows.
 
@@ -127,6 +127,11 @@ PRESSES_REMEMBERED = 10_000
 # instead, to wait in the group's pacer and look again whether its question was withdrawn
 # (``bot.editing.Editors.post``).
 FLOOD_WAITS: ContextVar[Callable[[float], None] | None] = ContextVar("flood_waits", default=None)
+# Asked before the session retries a 5xx, where a caller set it for its task: False, and the 5xx
+# is raised, not retried. A group's placeholder says so once its question was withdrawn as the
+# try was in flight (``bot.editing.Editors.post``): the retry went out unlooked-at, after the
+# ``/stop``, and posted a placeholder only to say "Stopped.".
+RETRY_WANTED: ContextVar[Callable[[], bool] | None] = ContextVar("retry_wanted", default=None)
 
 
 class StalePresses(BaseRequestMiddleware):
@@ -257,10 +262,16 @@ class RetryMiddleware(BaseRequestMiddleware):
                 await asyncio.sleep(exc.retry_after)
             except TelegramServerError:
                 server_errors += 1
-                if server_errors > 1:
+                if server_errors > 1 or not await _server_error_waited(method):
                     raise
-                log.warning("telegram.server_error", method=type(method).__name__)
-                await asyncio.sleep(1.0)
+
+
+async def _server_error_waited(method: TelegramMethod[Any]) -> bool:
+    """Wait a second after a 5xx; whether the call is still wanted then (``RETRY_WANTED``)."""
+    log.warning("telegram.server_error", method=type(method).__name__)
+    await asyncio.sleep(1.0)
+    wanted = RETRY_WANTED.get()
+    return wanted is None or wanted()
 
 
 class TurnTakingSession(AiohttpSession):

@@ -899,19 +899,23 @@ class _GroupAnswer:
 
         Nor one withdrawn by its asker as it waited for its turn, or in it for the slot it is
         posted in (``stop``, ``Editors.post``): nothing is posted. Nor one withdrawn as a try
-        was in flight that Telegram refused with a flood wait, or took without naming it:
-        nothing more is posted, and the asker is told alone (``_told_withdrawn``), as for a
-        stop before the first try; a fresh placeholder posted only to say "Stopped." took two
-        of the group's slots.
+        was in flight that Telegram refused with a flood wait or a 5xx, took without naming it,
+        or whose reply the network lost or a proxy replaced: nothing more is posted, and the
+        asker is told alone (``_told_withdrawn``), as for a stop before the first try; a fresh
+        placeholder posted only to say "Stopped." took two of the group's slots, and a failure
+        told ("send that again") asked them to send what they had just stopped.
 
         Telegram refusing it means the question was deleted before its turn came, the bot
         removed from the group, the group upgraded to a supergroup meanwhile (the question is
         not in the supergroup), or its forum topic closed (``not_answered``): nothing is asked
-        of the model or charged. One Telegram took
+        of the model or charged. An asker who stopped it as that try was in flight, their
+        question deleted, is told alone all the same (``_told_withdrawn``): their ``/stop``
+        left the word to a placeholder that never came. One Telegram took
         but answered without naming it (its "ok", with a result that does not validate or
         names no message) is in the group, and the bot cannot edit it or take its stop button
         back: it is logged (``groups.placeholder_orphaned``) and the answer streams into a fresh
-        placeholder, whose stop button it shares (the same answer: either stops it). A second
+        placeholder, whose stop button it shares (the same answer: either stops it); a stop as
+        that one waits for its slot withdraws it, as before the first try. A second
         one that comes back so is Telegram's path failing: it goes to ``failed``.
         """
         if self.withdrawn:  # by ``/stop`` as it waited (``stop``): the asker was told
@@ -928,15 +932,18 @@ class _GroupAnswer:
                     posting=self.posting,
                 )
             except REFUSED as exc:
-                not_answered(exc)
+                await self._refused(exc)
                 return None
             except ClientDecodeError as exc:
-                if not went_out(exc) or attempt == PLACEHOLDER_TRIES - 1:
-                    raise
-                log.warning("groups.placeholder_orphaned", error=type(exc).__name__)
+                last = attempt == PLACEHOLDER_TRIES - 1
+                if went_out(exc) and not last:
+                    log.warning("groups.placeholder_orphaned", error=type(exc).__name__)
                 if self.posting.withdrawn:  # stopped as it went up: no fresh one to say so
-                    await self._told_withdrawn()
+                    await self._told_withdrawn()  # nor a failure told, for what they stopped
                     return None
+                if not went_out(exc) or last:
+                    raise
+                self.posting.out = False  # the orphan is left; a stop now withdraws the next
             else:
                 if posted is None:  # by ``/stop`` as it waited for its slot, or was refused
                     log.info("groups.withdrawn", posted=False)
@@ -944,11 +951,23 @@ class _GroupAnswer:
                 return posted
         return None  # pragma: no cover -- the last try returns or raises
 
+    async def _refused(self, exc: Exception) -> None:
+        """Telegram refused the placeholder (``not_answered``); an asker who stopped it is told.
+
+        Its question deleted, their ``/stop`` as the try was in flight left the word to a
+        placeholder that never came. Not where nothing of Veil's can reach them: the bot
+        removed, the group upgraded, the topic closed.
+        """
+        not_answered(exc)
+        if isinstance(exc, TelegramBadRequest) and TOPIC_CLOSED not in exc.message:
+            await self._told_withdrawn()
+
     async def _told_withdrawn(self) -> None:
         """Tell the asker alone their question was withdrawn, if their ``/stop`` did not.
 
         A stop that came as the placeholder's try was in flight was left to the placeholder
-        to tell ("Stopped."); Telegram refused that try (a flood wait), and nothing went up.
+        to tell ("Stopped."); Telegram refused that try (a flood wait, a 5xx not retried, the
+        question deleted), and nothing went up.
         """
         if not self.posting.owed:
             return
