@@ -388,6 +388,20 @@ def plan_cancel(db: Database, order_id: str, user_id: int) -> PlanCancel | None:
     return None if row is None else _plan_cancel(row)
 
 
+def cancel_settled(db: Database, order_id: str, user_id: int, charge_id: str) -> bool:
+    """Whether the subscription ``order_id`` paid had its cancellation answered (done, refused).
+
+    For a refund of another charge than ``charge_id``: a payment of it booked now was charged
+    before the cancel took, or despite its refusal.
+    """
+    row = db.execute(
+        "SELECT 1 FROM plan_cancels WHERE order_id = ? AND user_id = ? AND charge_id != ?"
+        " AND state IN ('done', 'failed')",
+        [order_id, user_id, charge_id],
+    ).fetchone()
+    return row is not None
+
+
 def plan_cancels(db: Database, states: tuple[CancelState, ...]) -> list[PlanCancel]:
     """The cancellations in ``states``, oldest first."""
     marks = ", ".join("?" * len(states))

@@ -81,6 +81,11 @@ RENEWAL_GRACE_S: Final = 86_400
 # user's has a period running: two plans, each charging every 30 days. Credited, and paying its
 # order, as any; the admins are told, and their /refund of it cancels that subscription.
 SECOND_PLAN: Final = "second_plan"
+# The flag of a subscription payment booked after its subscription's cancellation (a refund's)
+# was answered: Telegram charged it before the cancel took (delivered after the admin's /refund
+# was answered, or booked by ``reconcile --fix``), or the cancel was refused. Credited, as any;
+# the admins are told, who read "Telegram will not charge the user for it again" before.
+REFUNDED_PLAN: Final = "refunded_plan"
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
 # A user's unpaid orders that have not expired (an hour's presses of "buy"); one more is
 # refused with a polite word. Nobody pays this many invoices in an hour; a script that presses
@@ -429,14 +434,8 @@ class Shop:
                 )
             order = orders.get_order(db, paid.payload)
             reason, units = self._judge(order, paid, now)
-            if (
-                reason is None
-                and paid.is_recurring
-                and orders.other_subscription_runs(db, paid.user_id, paid.payload, now)
-            ):
-                # A second subscription beside one running (an old plan's renewal after a new
-                # plan was bought): each charges every 30 days; the admins are told.
-                reason = SECOND_PLAN
+            if reason is None and paid.is_recurring:
+                reason = _subscription_flag(db, paid, now)
             plan = order is not None and order.kind == "plan"
             orders.insert_payment(
                 db,
@@ -454,7 +453,12 @@ class Shop:
                     subscription_expires_at=paid.subscription_expires_at,
                 ),
             )
-            if reason in {None, "expired", SECOND_PLAN}:  # Stars of its price, from its user
+            if reason in {
+                None,
+                "expired",
+                SECOND_PLAN,
+                REFUNDED_PLAN,
+            }:  # Stars of its price, from its user
                 # Only such a payment pays the order: one in another currency or of another
                 # amount is credited for what it was, and leaves the order payable (its real
                 # payment was refused at pre-checkout as already paid).
@@ -741,6 +745,21 @@ def _telegrams_end(db: Database, booked: Payment, paid: IncomingPayment) -> None
             charge_id=booked.charge_id,
             shift_s=end - (booked.subscription_expires_at or end),
         )
+
+
+def _subscription_flag(db: Database, paid: IncomingPayment, now: int) -> str | None:
+    """The flag of a subscription payment otherwise in order, for the admins; None if none.
+
+    A second subscription beside one running (an old plan's renewal after a new plan was
+    bought): each charges every 30 days. Or a payment of a subscription whose cancellation a
+    refund asked and Telegram answered: charged before the cancel took, the admin told it
+    would charge no more.
+    """
+    if orders.other_subscription_runs(db, paid.user_id, paid.payload, now):
+        return SECOND_PLAN
+    if orders.cancel_settled(db, paid.payload, paid.user_id, paid.charge_id):
+        return REFUNDED_PLAN
+    return None
 
 
 def _take_back(  # noqa: PLR0913 -- the refund and the subscription it ends

@@ -35,6 +35,11 @@ __all__ = ["Canceller", "PlanCancel", "PlanCancels", "Refusal"]
 
 log = structlog.get_logger("veil.stars")
 
+# A cancellation Telegram could not take now (a 5xx, a flood wait, unreachable) is asked again
+# after 1, 3, 7 … passes skipped, at most this many (an hour of upkeep's minute passes): a
+# subscription Telegram answers 5xx for, for days, is not asked (and logged) every minute.
+LATER_SKIPS_MAX = 63
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -70,17 +75,22 @@ class PlanCancels:
         # One pass at a time in this process: the admin's /refund and Telegram's report of it
         # arrive together, and the second must find the first's cancellation done, not send it.
         self._sending = asyncio.Lock()
+        # The owed cancellations Telegram could not take: (times so, passes still to skip).
+        # In memory: a restart asks each once at start, as a new /refund or report does.
+        self._waiting: dict[tuple[str, int], tuple[int, int]] = {}
 
     async def owe(self, user_id: int, charge_id: str, payload: str) -> PlanCancel | None:
         """Store a refunded charge's cancellation as owed (again, if it failed); the row.
 
         By its payment, or, one not booked yet (the refund came first), by its invoice's
         plan order of the user's. None for a charge that paid no subscription of the user's.
-        A done cancellation stays done.
+        A done cancellation stays done. One waiting to be asked again (Telegram could not take
+        it) is asked on the next pass: the admin's /refund or the report asks now.
         """
         now = int(self._clock())
 
-        def write(db: Database) -> PlanCancel | None:
+        def subscription(db: Database) -> tuple[str, PlanCancel | None] | None:
+            """The plan order the charge paid, and its cancellation stored; None for none."""
             payment = orders.get_payment(db, charge_id)
             if payment is not None:
                 if payment.user_id != user_id or not payment.is_recurring:
@@ -91,18 +101,49 @@ class PlanCancels:
                 if order is None or order.kind != "plan" or order.user_id != user_id:
                     return None
                 order_id = order.id
+            return order_id, orders.plan_cancel(db, order_id, user_id)
+
+        def write(db: Database) -> PlanCancel | None:
             orders.owe_cancel(db, order_id, user_id, charge_id, now)
             return orders.plan_cancel(db, order_id, user_id)
 
+        # Read first: the refund's booking stored it owed already (Telegram's report, the
+        # admin's /refund), so a busy ledger holds up neither, nor the user's next update.
         with ledger_failures():
-            return await self._store.write(write)
+            found = await self._store.read(subscription)
+            if found is None:
+                return None
+            order_id, owed = found
+            if owed is None or owed.state == "failed":
+                owed = await self._store.write(write)
+        if owed is not None:
+            self._waiting.pop((owed.order_id, owed.user_id), None)
+        return owed
 
     async def send(self) -> list[PlanCancel]:
-        """Ask Telegram for every owed cancellation, each stored as it came out; those asked."""
+        """Ask Telegram for the owed cancellations, each stored as it came out; those asked.
+
+        One Telegram could not take now waits its passes (``LATER_SKIPS_MAX``) before the next.
+        """
         async with self._sending:
             with ledger_failures():
                 owed = await self._store.read(lambda db: orders.plan_cancels(db, ("owed",)))
-            return [await self._send_one(cancel) for cancel in owed]
+            keys = {(cancel.order_id, cancel.user_id) for cancel in owed}
+            self._waiting = {key: wait for key, wait in self._waiting.items() if key in keys}
+            asked: list[PlanCancel] = []
+            for cancel in owed:
+                key = (cancel.order_id, cancel.user_id)
+                later, skips = self._waiting.get(key, (0, 0))
+                if skips > 0:
+                    self._waiting[key] = (later, skips - 1)
+                    continue
+                stored = await self._send_one(cancel)
+                if stored.state == "owed":
+                    self._waiting[key] = (later + 1, min(2 ** (later + 1) - 1, LATER_SKIPS_MAX))
+                else:
+                    self._waiting.pop(key, None)
+                asked.append(stored)
+            return asked
 
     async def settled(self, payment: Payment) -> PlanCancel | None:
         """The cancellation of the subscription ``payment`` paid, once no pass is sending it."""
