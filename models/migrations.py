@@ -599,7 +599,11 @@ def m0023_plan_cancels(db: Database) -> None:
     refunded plan still charged. One row per subscription (its plan order and user),
     ``charge_id`` the refunded payment that owes it, ``named`` the charge Telegram was asked
     by last, ``unnamed`` set when Telegram said that charge names no subscription. The plan
-    refunds booked before are owed once: the next upkeep asks again (a cancelled one stays so).
+    refunds booked before are owed once: the next upkeep asks again (a cancelled one stays so),
+    but only for a subscription that may still renew: one whose latest period (of any of its
+    payments) ended more than a day ago (``services.shop.RENEWAL_GRACE_S``) without a renewal
+    has lapsed; asked about it, Telegram may refuse, and ``reconcile`` would report that
+    refusal for good (a /refund again cannot clear it).
     """
     db.execute(
         "CREATE TABLE plan_cancels (order_id TEXT NOT NULL, user_id INTEGER NOT NULL,"
@@ -610,8 +614,11 @@ def m0023_plan_cancels(db: Database) -> None:
     )
     db.execute(
         "INSERT INTO plan_cancels (order_id, user_id, charge_id, state, created_at, updated_at)"
-        " SELECT order_id, user_id, MIN(charge_id), 'owed', MAX(created_at), MAX(created_at)"
-        " FROM payments WHERE is_recurring = 1 AND refunded = 1 GROUP BY order_id, user_id"
+        " SELECT p.order_id, p.user_id, MIN(p.charge_id), 'owed', MAX(p.created_at),"
+        " MAX(p.created_at) FROM payments p WHERE p.is_recurring = 1 AND p.refunded = 1"
+        " GROUP BY p.order_id, p.user_id HAVING COALESCE((SELECT MAX(q.subscription_expires_at)"
+        " FROM payments q WHERE q.order_id = p.order_id AND q.user_id = p.user_id), 1e18)"
+        " + 86400 > CAST(strftime('%s', 'now') AS INTEGER)"
     )
 
 

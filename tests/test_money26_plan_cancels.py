@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -270,16 +271,20 @@ async def test_a_cancellation_telegram_cannot_take_now_is_owed_and_sent_by_upkee
 def test_the_plan_refunds_booked_before_the_migration_are_owed_once(tmp_path: Path) -> None:
     db = Database(tmp_path / "veil.db")
     apply(db, MIGRATIONS[:-1])
+    month, now = 2_592_000, int(time.time())
     for charge, order, refunded, at in [
-        ("stxA", "order-a", 1, 100),
-        ("stxB", "order-a", 0, 200),  # its renewal: one subscription, one cancellation
-        ("stxC", "order-c", 0, 300),  # a plan never refunded: nothing owed
+        ("stxA", "order-a", 1, now - 2 * month + 1000),
+        ("stxB", "order-a", 0, now - month + 1000),  # its renewal: one subscription, one cancel
+        ("stxC", "order-c", 0, now - 1000),  # a plan never refunded: nothing owed
+        # Refunded, its last period ended two days ago with no renewal: lapsed, nothing owed
+        # (Telegram may refuse a cancel of it, and reconcile would report that for good).
+        ("stxD", "order-d", 1, now - month - 2 * 86_400),
     ]:
         db.execute(
             "INSERT INTO payments (charge_id, user_id, order_id, stars, units, is_recurring,"
             " flagged, flag_reason, refunded, created_at, subscription_expires_at)"
             " VALUES (?, ?, ?, 300, 1, 1, 0, NULL, ?, ?, ?)",
-            [charge, USER, order, refunded, at, at + 2_592_000],
+            [charge, USER, order, refunded, at, at + month],
         )
     db.conn.commit()
     assert apply(db) == ["m0023_plan_cancels"]
