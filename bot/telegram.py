@@ -195,16 +195,18 @@ def _answered() -> Response[Any]:
 class RetryMiddleware(BaseRequestMiddleware):
     """Honour ``retry_after`` while the waits add up to at most ``max_wait``; retry a 5xx once.
 
-    A flood wait says when the call will go through, but other calls may take that moment
-    first (Telegram's limits count every chat's calls), so a call may meet one again: it waits
-    again, for as long as its waits add up to at most ``max_wait`` seconds (each counted as at
-    least one). It used to give up after four tries, and under a busy minute the user got
-    "something went wrong" for a reply that only had to wait. The answer to an inline or guest
-    query waits at most ``QUERY_LIFE``: the query is gone after that, and each letter a user
-    typed during a flood left a retry, all due at once when it ended, each refused as too old.
-    Such an answer whose connection broke (the network, a proxy cutting it) is tried again once,
-    while the query lives: the query's one answer was lost with it (a guest summons left with
-    no answer at all), and Telegram refuses a second answer to a query the first one reached.
+    A flood wait says when the call will go through, but other calls may take that moment first
+    (Telegram's limits count every chat's calls), so a call may meet one again: it waits again,
+    for as long as its waits add up to at most ``max_wait`` seconds (each waited, and counted,
+    as at least one: a wait below zero, never Telegram's, had a poll, which no limit ends, call
+    again at once without end). It used to give up after four tries, and under a busy minute the
+    user got "something went wrong" for a reply that only had to wait. The answer to an inline
+    or guest query waits at most ``QUERY_LIFE``: the query is gone after that, and each letter a
+    user typed during a flood left a retry, all due at once when it ended, each refused as too
+    old. Such an answer whose connection broke (the network, a proxy cutting it) is tried again
+    once, while the query lives: the query's one answer was lost with it (a guest summons left
+    with no answer at all), and Telegram refuses a second answer to a query the first one
+    reached.
     A poll (``getUpdates``) waits out every flood wait, however long: given up, it went to
     aiogram's polling loop, which logged an error and polled again within seconds, into the
     same flood, again and again until it ended.
@@ -248,7 +250,8 @@ class RetryMiddleware(BaseRequestMiddleware):
                 cut = True
                 log.warning("telegram.answer_cut", method=type(method).__name__)
             except TelegramRetryAfter as exc:
-                waited += max(exc.retry_after, 1)
+                wait = max(exc.retry_after, 1)  # slept as counted: none below (a proxy's) spins
+                waited += wait
                 if waited > limit:
                     raise
                 log.warning(
@@ -258,8 +261,8 @@ class RetryMiddleware(BaseRequestMiddleware):
                     waited=waited,
                 )
                 if (told := FLOOD_WAITS.get()) is not None:
-                    told(exc.retry_after)
-                await asyncio.sleep(exc.retry_after)
+                    told(wait)
+                await asyncio.sleep(wait)
             except TelegramServerError:
                 server_errors += 1
                 if server_errors > 1 or not await _server_error_waited(method):

@@ -332,6 +332,14 @@ class FakeTelegram(Served):
         """
         self._faults.add_first_of_each(methods, count, retry_after)
 
+    def flood_for(self, seconds: float, *, methods: Collection[str] | None = None) -> None:
+        """Answer every call (of ``methods``; None: all) 429 for ``seconds``, as flood control.
+
+        A real flood refuses every call until it ends, each told the seconds left
+        (``parameters.retry_after`` and the ``Retry-After`` header), not only the first.
+        """
+        self._faults.add_until(methods, seconds)
+
     def flooded(self) -> set[str]:
         """The methods the fake answered 429 at least once."""
         return {c.method for c in self.calls if c.answered.startswith("Too Many Requests")}

@@ -1,7 +1,12 @@
-"""Failures a test asks the fake Telegram for: a method's next calls, every nth, each's first."""
+"""Failures a test asks the fake Telegram for: a method's next calls, every nth, each's first.
+
+And a flood that refuses every call until it ends (``add_until``), as Telegram's does.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -39,6 +44,12 @@ class _FirstOfEach:
     seen: dict[str, int]
 
 
+@dataclass
+class _Until:
+    methods: frozenset[str] | None  # None: every method
+    ends: float  # time.monotonic() the flood ends
+
+
 class Faults:
     """The failures still to inject; ``check`` consumes them call by call."""
 
@@ -46,6 +57,7 @@ class Faults:
         self._next: dict[str, list[_Next]] = {}
         self._every: list[_EveryNth] = []
         self._first: list[_FirstOfEach] = []
+        self._until: list[_Until] = []
 
     def add_next(
         self, method: str, status: int, description: str, retry_after: int | None, count: int
@@ -69,11 +81,30 @@ class Faults:
         chosen = None if methods is None else frozenset(methods)
         self._first[:] = [_FirstOfEach(chosen, count, retry_after, {})]
 
+    def add_until(self, methods: Collection[str] | None, seconds: float) -> None:
+        """Answer every call (of ``methods``; None: all) 429 for ``seconds``, as a real flood.
+
+        Each refusal's ``retry_after`` is the whole seconds left until it ends (at least 1).
+        """
+        chosen = None if methods is None else frozenset(methods)
+        self._until.append(_Until(chosen, time.monotonic() + seconds))
+
     def clear(self) -> None:
         """Forget every failure still to come."""
+        self._until.clear()
         self._next.clear()
         self._every.clear()
         self._first.clear()
+
+    def _flooded(self, method: str) -> ApiError | None:
+        """The 429 of a flood still on (``add_until``) for ``method``, told the seconds left."""
+        now = time.monotonic()
+        self._until[:] = [flood for flood in self._until if flood.ends > now]
+        for flood in self._until:
+            if flood.methods is None or method in flood.methods:
+                left = max(math.ceil(flood.ends - now), 1)
+                return ApiError(429, f"Too Many Requests: retry after {left}", retry_after=left)
+        return None
 
     def check(self, method: str) -> ApiError | None:
         """The error this call of ``method`` must get, if any; counts the call."""
@@ -83,6 +114,10 @@ class Faults:
             if fault.remaining <= 0:
                 queued.pop(0)
             return ApiError(fault.status, fault.description, retry_after=fault.retry_after)
+        return self._flooded(method) or self._counted(method)
+
+    def _counted(self, method: str) -> ApiError | None:
+        """The error of each method's first calls, or of every nth (``add_first_of_each``...)."""
         for first in self._first:
             if first.methods is not None and method not in first.methods:
                 continue

@@ -231,6 +231,8 @@ class FakeToncenter(Served):
     # Answers as a caching proxy gives them (served by ``start`` only): ``Age: <cache_age>``,
     # and for a whole number a ``Date`` that many seconds old (the copy's).
     cache_age: int | str | None = None
+    # Every answer's ``Date`` header as given, junk too (a hostile proxy's); None: aiohttp's.
+    date: str | None = None
     _faults: list[_Fault] = field(default_factory=list)
     _lts: itertools.count[int] = field(default_factory=lambda: itertools.count(_first_lt(), 7))
     _runner: web.AppRunner | None = None
@@ -570,6 +572,8 @@ class FakeToncenter(Served):
 
     async def _cached(self, _request: web.Request, response: web.StreamResponse) -> None:
         """Date an answer as a cache's copy ``cache_age`` old (when set), with its ``Age``."""
+        if self.date is not None:
+            response.headers["Date"] = self.date
         if self.cache_age is None:
             return
         response.headers["Age"] = str(self.cache_age)

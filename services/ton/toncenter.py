@@ -282,11 +282,11 @@ class ToncenterClient:
             return min(float(text), MAX_RETRY_AFTER_S)
         try:
             until = parsedate_to_datetime(text)
-        except (TypeError, ValueError):  # neither: not used (logged, never with the value)
+        except (TypeError, ValueError, OverflowError):  # neither: not used (logged, not shown)
             log.debug("ton.retry_after_ignored")
             return None
         now = self._clock()
-        with contextlib.suppress(TypeError, ValueError):
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
             now = _utc(parsedate_to_datetime(headers.get("Date", ""))).timestamp()
         return min(max(_utc(until).timestamp() - now, 0.0), MAX_RETRY_AFTER_S)
 
@@ -300,7 +300,7 @@ class ToncenterClient:
             return
         try:
             dated = _utc(parsedate_to_datetime(header))
-        except (TypeError, ValueError):  # not an HTTP date: nothing learnt
+        except (TypeError, ValueError, OverflowError):  # not an HTTP date: nothing learnt
             return
         self.ahead = self._clock() - dated.timestamp() - self._age(ages)
 
