@@ -15,7 +15,6 @@ from playwright.async_api import async_playwright
 
 from models import MasterKey
 from services.inference import InferenceClient
-from tests.childsite.sitecustomize import quiet_first_imports
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, Clock, RunningGateway, run_gateway
 from tests.miniapp import CHROMIUM, CHROMIUM_ARGS
@@ -64,16 +63,6 @@ LONGEST_FILES = (
     "tests/test_bot_rich_replies.py",
     "tests/test_playground.py",
 )
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart() -> None:
-    """Spare this process too the tracer's cost on libraries' first imports (tests/childsite).
-
-    In a pytest-xdist worker coverage starts with the session, after this file's imports:
-    the test files' own imports (aiogram's, Playwright's) then ran traced, in every worker.
-    """
-    quiet_first_imports()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -80,17 +80,12 @@ class _Quiet:
         )
 
 
-def quiet_first_imports() -> None:
-    """Replace ``__import__`` when coverage measures this process and its collector is known.
-
-    Also called by the tests' own processes (``tests/conftest.py``) once coverage starts there.
-    """
+def _install() -> None:
+    """Replace ``__import__`` when coverage measures this process and its collector is known."""
     current = coverage.Coverage.current()
     collector = getattr(current, "_collector", None)
-    if isinstance(builtins.__import__, _Quiet):
-        return
     if collector is not None and hasattr(collector, "pause") and hasattr(collector, "tracers"):
         builtins.__import__ = _Quiet(collector)
 
 
-quiet_first_imports()
+_install()
