@@ -263,6 +263,9 @@ async def test_a_stop_while_the_hold_is_written_leaves_nothing_reserved(tmp_path
         stack.telegram.send_text(USER, "first, so the user and conversation exist")
         await stack.final_messages(USER)
         await stack.stored_turns(USER, 2)
+        # The first answer gone from the service: its generation, ending, still held its hold
+        # (no longer stoppable), and was the one found below, so the stop was refused.
+        assert await stack.veil.chat.wait_idle(10)
         free_before = (await stack.veil.credit.balance(USER)).free_tokens_left
         with ledger_locked(tmp_path / "veil.db"):
             stack.telegram.send_text(USER, PROMPT)

@@ -47,8 +47,12 @@ def payment(charge_id: str, **fields: object) -> JournalEntry:
 
 @contextlib.contextmanager
 def ledger_locked(path: Path) -> Iterator[sqlite3.Connection]:
-    """Another connection holds the database's write lock until the block ends."""
-    lock = sqlite3.connect(path, timeout=0, isolation_level=None)
+    """Another connection holds the database's write lock until the block ends.
+
+    It waits for the lock if the bot is writing just then (its upkeep's first pass, a
+    look-up's write): taken at once or refused, the test failed "database is locked" by chance.
+    """
+    lock = sqlite3.connect(path, timeout=10, isolation_level=None)
     try:
         lock.execute("BEGIN IMMEDIATE")
         yield lock
