@@ -884,11 +884,15 @@ class _GroupAnswer:
 
         Its thread is empty (``_run``): it would ask the model about nothing, and be charged.
         """
+        await self._tell_asker("ask_usage")
+
+    async def _tell_asker(self, key: str) -> None:
+        """Tell the asker alone the text ``key``, in reply to their question (its topic)."""
         asker = self.asker
         await self.kit.editors.tell_one(
             asker.chat_id,
             asker.user_id,
-            self.texts("ask_usage"),
+            self.texts(key),
             reply_to=asker.message_id,
             markup=None,
             thread_id=asker.thread_id,
@@ -973,15 +977,7 @@ class _GroupAnswer:
             return
         self.posting.owed = False
         self._free_asker()
-        asker = self.asker
-        await self.kit.editors.tell_one(
-            asker.chat_id,
-            asker.user_id,
-            self.texts("group_question_withdrawn"),
-            reply_to=asker.message_id,
-            markup=None,
-            thread_id=asker.thread_id,
-        )
+        await self._tell_asker("group_question_withdrawn")
 
     async def failed(self, error: Exception) -> None:
         """As the errors router would: a notice for the asker alone, a bug's apology too.
