@@ -173,7 +173,12 @@ async def exchange(
 ) -> tuple[list[Event], BackendFailure | None]:
     """One chat whose reply is written in ``pieces`` (a pause between), then closed if asked."""
     reading = asyncio.create_task(collect(client))
-    answer = await server.next()
+    taking = asyncio.create_task(server.next())
+    await asyncio.wait({reading, taking}, return_when=asyncio.FIRST_COMPLETED)
+    if not taking.done():  # the client gave up before its request was whole at the server
+        taking.cancel()
+        pytest.fail(f"the client ended before the server took its request: {await reading}")
+    answer = taking.result()
     try:
         for piece in pieces:
             await answer.send(piece)
@@ -194,9 +199,16 @@ async def server() -> AsyncIterator[ScriptedServer]:
         yield scripted
 
 
+# The idle timeout of a client whose model server does answer: long enough that a loaded
+# machine's pause (a worker's loop held half a second by coverage, a collection, a neighbour)
+# is not taken for a silent model server. The silence tests use ``STALL`` instead.
+IDLE = 5.0
+STALL = 0.5
+
+
 @pytest.fixture
 def client(server: ScriptedServer, http: aiohttp.ClientSession) -> VLLMClient:
-    return VLLMClient(server.url, "k3y", http, idle_timeout=0.5)
+    return VLLMClient(server.url, "k3y", http, idle_timeout=IDLE)
 
 
 # -- framing: every split, every form ----------------------------------------------------------
@@ -323,7 +335,7 @@ def test_chunked_bodies_decode_as_the_rfc_says_however_the_reads_split_them() ->
 async def test_the_request_is_a_plain_http11_post_on_a_connection_of_its_own(
     server: ScriptedServer, http: aiohttp.ClientSession
 ) -> None:
-    client = VLLMClient(server.url + "/prefix/", "k3y", http, idle_timeout=0.5)
+    client = VLLMClient(server.url + "/prefix/", "k3y", http, idle_timeout=IDLE)
     reading = asyncio.create_task(collect(client))
     answer = await server.next()
     await answer.send(CHUNKED_REPLY)
@@ -351,7 +363,7 @@ async def test_a_user_and_password_in_the_url_go_as_basic_auth(
     server: ScriptedServer, http: aiohttp.ClientSession
 ) -> None:
     with_user = server.url.replace("http://", "http://veil:s%3Acret@")
-    client = VLLMClient(with_user, None, http, idle_timeout=0.5)
+    client = VLLMClient(with_user, None, http, idle_timeout=IDLE)
     reading = asyncio.create_task(collect(client))
     answer = await server.next()
     await answer.send(CHUNKED_REPLY)
@@ -521,8 +533,9 @@ async def test_gathered_bytes_are_taken_at_collect_and_the_end_is_seen_there(
     ids=["before-head", "in-head", "after-head", "mid-chunk"],
 )
 async def test_a_silent_model_server_is_stalled(
-    server: ScriptedServer, client: VLLMClient, sent: bytes
+    server: ScriptedServer, http: aiohttp.ClientSession, sent: bytes
 ) -> None:
+    client = VLLMClient(server.url, "k3y", http, idle_timeout=STALL)
     events, failure = await exchange(server, client, [sent], close=False)
     assert events == ([ContentDelta("Hel")] if sent.startswith(FIRST) else [])
     assert failure is not None
@@ -535,7 +548,7 @@ async def test_a_close_before_any_reply_and_a_refused_connection_are_unavailable
     _, failure = await exchange(server, client, [])
     assert failure is not None
     assert (failure.kind, failure.status) == ("unavailable", 503)
-    refused = VLLMClient(f"http://127.0.0.1:{free_port()}", None, http, idle_timeout=0.5)
+    refused = VLLMClient(f"http://127.0.0.1:{free_port()}", None, http, idle_timeout=STALL)
     _, failure = await collect(refused)
     assert failure is not None
     assert (failure.kind, failure.status) == ("unavailable", 503)
