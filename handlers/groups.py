@@ -254,8 +254,11 @@ async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: 
     Only theirs, in this group and this forum topic (``_GroupAnswer.stop``): never another
     member's, nor theirs in another group, topic or their private chat. With nothing of theirs
     to stop, ``/stop@veil`` is told so, alone (they named Veil: a word back is owed, and a
-    notice to one person does not disturb the group); a bare ``/stop`` stays silent, as it
-    may be for another bot in the group (Telegram sends it to each that reads the group).
+    notice to one person does not disturb the group), and so is a bare ``/stop``: the group's
+    command menu holds it, and Telegram's apps send a command tapped there bare where the group
+    has one bot, so a member who tapped it is owed a word as one who asked bare for ``/help``
+    (were it typed for another bot, the notice still reaches that member alone). A bare
+    ``/cancel``, in no menu of Veil's in a group and many bots' own, stays silent.
     One replying to another member's answer (or question) in progress is meant for it,
     as its button pressed by them: it stops nothing, and they are told so alone. One sent as a
     chat (an anonymous admin, a channel) has no answer to stop, and a word back to a chat is
@@ -278,7 +281,9 @@ async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: 
             if stopped == "withdrawn":
                 await tell_alone(message, texts("group_question_withdrawn"), kit.editors)
             return
-    if command.mention is None or not (await kit.groups.settings(message.chat.id)).answers:
+    if command.mention is None and command.command.lower() != "stop":
+        return  # a bare /cancel: more likely another bot's
+    if not (await kit.groups.settings(message.chat.id)).answers:
         return
     await tell_alone(message, texts("group_nothing_to_stop"), kit.editors)
 

@@ -95,20 +95,24 @@ async def test_a_stop_in_a_group_leaves_the_members_private_answer_alone(tmp_pat
         assert final["text"] == LONG
 
 
-async def test_a_bare_stop_stops_the_senders_answer_and_is_silent_with_none(
+async def test_a_bare_stop_stops_the_senders_answer_and_tells_them_alone_with_none(
     tmp_path: Path,
 ) -> None:
-    # Telegram sends a bare /stop to every bot that reads the group: with nothing of the
-    # sender's to stop, it may be another bot's, and Veil says nothing.
+    # The group's command menu holds /stop, and Telegram's apps send a command tapped there
+    # bare where Veil is the group's only bot: with nothing of the sender's to stop, they are
+    # told so alone, as /stop@veil is. A bare /cancel, in no menu of Veil's there and many
+    # bots' own command, may be another bot's: Veil says nothing to it.
     async with held_stack(tmp_path) as stack:
         stack.telegram.send_text(BOB, "/stop", chat_id=GROUP)
+        assert await told(stack, GROUP, BOB) == [NOTHING]
+        stack.telegram.send_text(BOB, "/cancel", chat_id=GROUP)
         await asked(stack, ANN)
         stack.telegram.send_text(ANN, "/stop", chat_id=GROUP)
         (final,) = await final_reply(stack)
         assert "word59" not in final["text"]
         assert await statuses(stack, ANN) == ["stopped"]
         await told_last(stack)  # everything sent before it was handled
-        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
+        assert [m["text"] for m in stack.telegram.ephemeral_messages(GROUP, BOB)] == [NOTHING]
         assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
 
 
