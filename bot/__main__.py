@@ -36,7 +36,13 @@ from bot.settings import BotSettings
 from common.connections import bind_failure
 from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
-from common.stopping import CommandStopped, process_main, stoppable, stoppable_command
+from common.stopping import (
+    CommandStopped,
+    process_main,
+    run_command_loop,
+    stoppable,
+    stoppable_command,
+)
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.atrest import settle_drafts
 from models.backup import BackupError, backup_database
@@ -539,7 +545,7 @@ def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
     from services.ton.errors import ToncenterUnavailable  # noqa: PLC0415
 
     try:
-        count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
+        count, differences, fixed = run_command_loop(reconcile(settings, fix=fix))
     except (StorageError, TelegramAPIError, ClientDecodeError) as exc:  # as for serving
         failure = start_failure(settings, exc)
         if failure is None:
@@ -575,7 +581,7 @@ def run_audit(settings: BotSettings) -> int:
     from bot.audit import audit, report_lines  # noqa: PLC0415 -- see run_bot
 
     try:
-        report = asyncio.run(audit(settings))
+        report = run_command_loop(audit(settings))
     except StorageError as exc:
         print(storage_failure(settings, exc), file=sys.stderr)  # noqa: T201
         return 2

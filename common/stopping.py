@@ -14,27 +14,32 @@ ignores them, and the process exits with what serving returned.
 
 A command that ends by itself (``bot backup``, ``audit``, ``reconcile``) runs under
 ``stoppable_command`` instead: a signal stops it where it stands, its cleanup runs, one line
-says so, and it exits 128 + the signal's number.
+says so, and it exits 128 + the signal's number. Where the command runs an event loop
+(``run_command_loop``), it stops where it awaits instead: the loop's task is cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from common.firstlines import flush_or_drop
 from common.logs import log_info
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
     from types import FrameType
+
+T = TypeVar("T")
 
 __all__ = [
     "STOP_SIGNALS",
     "CommandStopped",
     "StoppedBeforeStart",
     "process_main",
+    "run_command_loop",
     "stoppable",
     "stoppable_command",
 ]
@@ -99,11 +104,61 @@ class CommandStopped(SystemExit):
         self.signal = signal.Signals(signum)
 
 
+class _Command:
+    """The event loop a command runs (``run_command_loop``), while it runs."""
+
+    looping = False  # inside the loop's ``asyncio.run``: a signal must not raise there
+    task: asyncio.Task[object] | None = None  # the command's own coroutine, while it runs
+    stopped: int | None = None  # the signal that stopped it
+
+
+_command = _Command()
+
+
 def _stop_command(signum: int, _frame: FrameType | None) -> None:
-    """A command's handler: stop where it stands; later signals wait for its cleanup."""
+    """A command's handler: stop where it stands; later signals wait for its cleanup.
+
+    Inside a command's event loop it cancels the command's task instead (``run_command_loop``):
+    raised there, the stop ended whichever task step it fell in (aiohttp's request writer, as
+    a reconcile waited for Telegram), which kept it as that task's exception, and the loop's
+    end logged "Task exception was never retrieved", a traceback at ERROR, after the one line.
+    """
     for other in STOP_SIGNALS:
         signal.signal(other, signal.SIG_IGN)
-    raise CommandStopped(signum)
+    if not _command.looping:
+        raise CommandStopped(signum)
+    _command.stopped = signum
+    task = _command.task
+    if task is not None:  # the loop may sleep in its selector: wake it for the cancel
+        task.get_loop().call_soon_threadsafe(task.cancel)
+
+
+def run_command_loop(main: Coroutine[object, object, T]) -> T:
+    """``asyncio.run(main)`` for a command under ``stoppable_command``: a stop cancels ``main``.
+
+    ``main`` stops at the ``await`` it stands at (its ``finally`` blocks and ``async with``
+    exits run, as for a stop anywhere else), and ``CommandStopped`` is raised once the loop
+    is closed: never inside one of its tasks or callbacks.
+    """
+
+    async def command() -> T:
+        _command.task = asyncio.current_task()
+        try:
+            return await main
+        finally:
+            _command.task = None
+
+    _command.looping, _command.stopped = True, None
+    try:
+        result = asyncio.run(command())
+    except asyncio.CancelledError:
+        if _command.stopped is None:
+            raise
+    finally:
+        _command.looping = False
+    if _command.stopped is not None:  # also one that came as the loop closed: the shell's code
+        raise CommandStopped(_command.stopped)
+    return result
 
 
 def stoppable_command(run: Callable[[], int], name: str, after: str) -> int:

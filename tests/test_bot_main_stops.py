@@ -154,3 +154,51 @@ async def test_a_reconcile_stopped_while_telegram_keeps_it_waiting_ends_in_one_l
     assert err.decode().splitlines() == [f"veil: reconcile stopped by SIGTERM: {RECONCILE_STOPPED}"]
     assert out == b""
     assert process.returncode == 128 + signal.SIGTERM
+
+
+# A command whose event loop is running one of its tasks when the signal comes: the task
+# signals its own process, so the handler runs inside that task's step every time. It is
+# written against common.stopping as bot/__main__.py runs reconcile and audit; where the module
+# has no run_command_loop (before it), as they ran: asyncio.run.
+IN_A_TASK = """
+import asyncio, os, signal, sys
+from common import stopping
+
+async def command():
+    async def busy():
+        os.kill(os.getpid(), signal.SIG{name})  # handled here, inside this task's step
+        sum(range(10_000))
+
+    helper = asyncio.create_task(busy())
+    try:
+        await asyncio.sleep(30)
+    finally:
+        print("cleaned up", flush=True)  # a stopped command's cleanup still runs
+    await helper
+
+run = getattr(stopping, "run_command_loop", asyncio.run)
+sys.exit(stopping.stoppable_command(lambda: run(command()), "demo", "run it again"))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_that_lands_inside_one_of_the_commands_tasks_is_still_one_line(
+    signum: signal.Signals,
+) -> None:
+    # The stop's exception raised inside aiohttp's request writer (a reconcile waiting for
+    # Telegram) was kept as that task's, and the loop's end logged "Task exception was never
+    # retrieved" with its traceback after the command's one line (CI, 2026-12-02).
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        IN_A_TASK.replace("{name}", signum.name.removeprefix("SIG")),
+        env=child_environment(),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert err.decode().splitlines() == [f"veil: demo stopped by {signum.name}: run it again"]
+    assert out.decode().splitlines() == ["cleaned up"]
+    assert process.returncode == 128 + signum
