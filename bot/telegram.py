@@ -23,12 +23,17 @@ URL, ``/bot<token>/<method>``) has the token cut out, and a reply that does not 
 validate raises ``UnreadableReply`` (aiogram's ``ClientDecodeError`` naming what failed, where
 aiogram's quotes the whole reply: a proxy's page, or a ``Message`` with its text).
 
-``build_bot`` also builds pydantic's model of every Bot API method's response up front
-(``prepare_responses``). aiogram parses each answer from Telegram into ``Response[T]`` for the
-method's result type ``T``, a generic model pydantic builds the first time it meets ``T``: 5 to
-12 ms each, with the event loop standing still. The first final messages after a start, all
-ending at once, met three of them (37 ms, measured with ``bench/chat.py`` at 50 users); all 41
-take ~60 ms once, before the bot serves.
+``build_bot`` also builds, before the bot serves, the pydantic models its answers use
+(``prepare_models``): aiogram's types and methods are built on their first use
+(bot/aiogram_types.py), and aiogram parses each answer from Telegram into ``Response[T]`` for
+the method's result type ``T``, a generic model pydantic builds the first time it meets ``T``.
+Met first while answering, each stopped the event loop: the first update 0.15 s, the first
+final message 0.23 s, the first edit as much again (and when all of aiogram was built at
+import, still 5 to 12 ms a ``Response[T]``: the first final messages after a start, all ending
+at once, met three of them, 37 ms, measured with ``bench/chat.py`` at 50 users). Built up front
+are the calls the bot makes as it answers (``ANSWERING``), the models of their replies and
+``Update``: ~0.6 s of CPU at start. A call outside them (a refund, a group's member looked up)
+builds its models when first made, a few ms, most of them.
 
 Telegram's JSON is read by ``loads_repaired``: a lone half of a surrogate pair, which JSON may
 escape on its own (``"\ud83d"``: an emoji a client cut in two), becomes U+FFFD, as a browser
@@ -48,7 +53,6 @@ in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each w
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import math
 from collections import OrderedDict
@@ -57,7 +61,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
-from aiogram import Bot, methods
+from aiogram import Bot, methods, types
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
@@ -598,27 +602,59 @@ def loads_repaired(text: str) -> Any:  # noqa: ANN401 -- parsed JSON
     return value
 
 
+# The calls the bot makes as it answers, and getUpdates, which brings the questions: their
+# models and their replies' are built before it serves (``prepare_models``).
+ANSWERING: tuple[type[TelegramMethod[Any]], ...] = (
+    GetUpdates,
+    methods.SendMessage,
+    SendMessageDraft,
+    SendRichMessageDraft,
+    methods.EditMessageText,
+    methods.EditMessageReplyMarkup,
+    methods.DeleteMessage,
+    SendChatAction,
+    AnswerCallbackQuery,
+    AnswerInlineQuery,
+    AnswerGuestQuery,
+    AnswerPreCheckoutQuery,
+)
+# What the bot builds of its own as it answers: buttons, replies, inline results, notices, and
+# aiogram's event for a handler's error. (Each took 1 to 25 ms when first built, mid-answer.)
+ANSWERING_TYPES: tuple[type[BaseModel], ...] = (
+    types.InlineKeyboardMarkup,
+    types.InlineKeyboardButton,
+    types.ReplyParameters,
+    types.LinkPreviewOptions,
+    types.MessageEntity,
+    types.InlineQueryResultArticle,
+    types.InputTextMessageContent,
+    types.InlineQueryResultsButton,
+    types.EphemeralMessageParameters,
+    types.ErrorEvent,
+)
 _RESPONSES: list[type[BaseModel]] = []  # built once, kept: pydantic's cache holds them weakly
 
 
-def prepare_responses() -> int:
-    """Build ``Response[T]`` for every Bot API method's result type now; how many there are."""
+def prepare_models() -> int:
+    """Build the models the bot's answers use now, not while it answers; how many replies'.
+
+    Each ``ANSWERING`` method, ``Response[T]`` for each of their result types, ``Update`` (a
+    webhook's updates are read into it) and the ``ANSWERING_TYPES``. ``model_rebuild`` builds
+    a model not built yet, in aiogram's names (bot/aiogram_types.py), and leaves one built alone.
+    """
     if not _RESPONSES:
-        results = {
-            repr(method.__returning__): method.__returning__
-            for method in vars(methods).values()
-            if inspect.isclass(method)
-            and issubclass(method, TelegramMethod)
-            and method is not TelegramMethod
-        }
+        results = {repr(method.__returning__): method.__returning__ for method in ANSWERING}
         generic: Any = Response  # parametrised by runtime values, which mypy cannot follow
         _RESPONSES.extend(generic[result] for result in results.values())
+        built: tuple[type[BaseModel], ...] = (*ANSWERING, *_RESPONSES, Update, *ANSWERING_TYPES)
+        for model in built:
+            model.model_rebuild()
     return len(_RESPONSES)
 
 
 def build_bot(token: str, api_base: str) -> Bot:
     """A ``Bot`` that talks to ``api_base`` (Telegram, or a local emulator) with retries."""
-    prepare_responses()
+    prepare_models()
     session = TurnTakingSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     session.middleware(StalePresses())  # outside the retries: it lets go of what they give up
     session.middleware(RetryMiddleware())

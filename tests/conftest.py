@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 
+import bot  # noqa: F401 -- before aiogram: its models built on first use, as in the bot
 from models import MasterKey
 from services.inference import InferenceClient
 from tests.fakes.vllm import FakeVLLM

@@ -85,6 +85,18 @@ async def test_the_memory_benchmark_prints_each_holder_per_answer() -> None:
     assert "aiogram objects alive:" in printed
 
 
+async def test_the_start_up_benchmark_prints_both_builds_and_their_ratio() -> None:
+    printed = await bench("startup.py", "--runs", "1")
+    for how in ("deferred", "eager"):
+        assert re.search(
+            rf"^\s+{how}\s+import [\d.]+ CPU-s, prepare [\d.]+ CPU-s, total [\d.]+ CPU-s,"
+            r" peak RSS \d+ MB$",
+            printed,
+            re.MULTILINE,
+        ), how
+    assert re.search(r"deferred/eager: CPU [\d.]+, peak RSS [\d.]+ \(-?\d+ MB less\)", printed)
+
+
 @pytest.mark.parametrize(
     "where",
     [
