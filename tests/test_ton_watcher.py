@@ -50,7 +50,7 @@ from tests.fakes.toncenter import (
     op_boc,
     raw,
 )
-from tests.harness import Clock
+from tests.harness import Clock, wait_until
 from tests.tonstack import (
     ALICE,
     BOB,
@@ -2031,3 +2031,23 @@ async def test_no_log_line_ties_a_payer_to_their_public_transaction(stack: TonSt
     tying = [e for e in logs if {ALICE, BOB} & set(e.values()) and hashes & set(e.values())]
     assert tying == []
     await sound(stack)
+
+
+async def test_a_pass_toncenter_kept_refusing_waits_what_its_retry_after_asked(
+    stack: TonStack,
+) -> None:
+    # A pass whose page toncenter refused past its tries ended the pass; the next came after
+    # the watcher's own backoff (here 0.05 s, in the bot 10 s, doubling), though toncenter
+    # had asked for longer: it was refused again, a warning each time, until the doubling
+    # caught up. It waits at least what the last 429 asked now.
+    stack.chain.rate_limit_next(1000, retry_after="1")
+    async with aiohttp.ClientSession() as session:
+        reader = ChainReader(ToncenterClient(stack.chain.url, session), WALLET)
+        watcher = TonWatcher(stack.books, reader, stack.notify, interval=0.05)
+        with capture_logs() as logs:
+            async with running(watcher):
+                await wait_until(
+                    lambda: any(e["event"] == "ton.watcher_backoff" for e in logs), within=30
+                )
+    (backoff, *_) = [e for e in logs if e["event"] == "ton.watcher_backoff"]
+    assert (backoff["status"], backoff["retry_in"]) == ("rate_limited", 1.0)

@@ -43,7 +43,8 @@ one account's transactions, whose lts are strictly ordered: nothing appears belo
 A 429 to a page or a wallet check is asked again within the pass (by the reader: toncenter
 without a key answers about one call a second). Failures never reach the bot: a 429 still
 refused or any toncenter or ledger error logs one status line
-(``ton.watcher_backoff``) and the next pass waits twice as long, up to ``max_backoff``; the
+(``ton.watcher_backoff``) and the next pass waits twice as long, up to ``max_backoff``, and
+never less than the last 429's ``Retry-After`` asked (capped: ``MAX_RETRY_AFTER_S``); the
 first good pass after that logs ``ton.watcher_resumed``.
 """
 
@@ -120,15 +121,18 @@ class TonWatcher:
         delay = self._interval
         failing = False
         while True:
+            wait = delay
             try:
                 booked = await self.poll()
             except (ToncenterUnavailable, LedgerUnavailable) as exc:
                 status = "rate_limited" if isinstance(exc, ToncenterRateLimited) else "error"
                 if isinstance(exc, LedgerUnavailable):
                     status = "ledger_unavailable"
-                log.warning("ton.watcher_backoff", status=status, error=str(exc), retry_in=delay)
+                elif isinstance(exc, ToncenterRateLimited) and exc.retry_after is not None:
+                    wait = max(delay, exc.retry_after)  # sooner, it is refused again
+                log.warning("ton.watcher_backoff", status=status, error=str(exc), retry_in=wait)
             except Exception:  # the loop's edge: a bug must not stop payments for good
-                log.exception("ton.watcher_backoff", status="unexpected", retry_in=delay)
+                log.exception("ton.watcher_backoff", status="unexpected", retry_in=wait)
             else:
                 if failing:
                     log.info("ton.watcher_resumed", booked=booked)
@@ -137,7 +141,7 @@ class TonWatcher:
                 await asyncio.sleep(self._interval)
                 continue
             failing = True
-            await asyncio.sleep(delay)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self._max_backoff)
 
     async def poll(self) -> int:
