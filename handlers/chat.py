@@ -439,7 +439,9 @@ class _Followup:
                 return
             if self.sink.left_to_outbox and isinstance(error, TELEGRAM_LATER):
                 # Charged, and its row kept: it follows; asked again, it would be paid twice.
-                await self.failures.kept(error, self.texts, self.user_id, self.thread_id)
+                await self.failures.apologise(
+                    error, self.texts, self.user_id, self.thread_id, kept=True
+                )
                 return
             await self.failures.report(error, self.texts, self.user_id, self.thread_id)
         finally:

@@ -321,31 +321,30 @@ class Failures:
         )
 
     async def apologise(
-        self, error: BaseException, texts: Texts, chat_id: int | None, thread_id: int | None
+        self,
+        error: BaseException,
+        texts: Texts,
+        chat_id: int | None,
+        thread_id: int | None,
+        *,
+        kept: bool = False,
     ) -> None:
         """A bug: log it with its traceback (no text) and apologise to ``chat_id``, if any.
 
         Telegram that could not take a call now is told as that, and logged without a trace.
+        ``kept``: it did not take an answer's final message, but its row is kept, and the
+        outbox sends it at its next pass (within ``SWEEP_EVERY_S``, a minute): the user is told
+        it follows (``answer_kept``), where "send that again" (``error_telegram``) had them ask,
+        and pay for, the same question twice, then get both answers.
         """
         key = apology_key(error)
+        if kept:
+            key = "answer_kept"
+            log.info("error_replied", error=type(error).__name__, text=key)
         if chat_id is None:
             return
         with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
             await self.bot.send_message(chat_id, texts(key), message_thread_id=thread_id)
-
-    async def kept(
-        self, error: BaseException, texts: Texts, chat_id: int, thread_id: int | None
-    ) -> None:
-        """Telegram did not take an answer's final message now, but its row is kept: it follows.
-
-        The outbox sends it at its next pass (within ``SWEEP_EVERY_S``, a minute): "send that
-        again" (``error_telegram``) had the user ask, and pay for, the same question twice,
-        then get both answers. Logged as Telegram unavailable is (``apology_key``).
-        """
-        apology_key(error)
-        log.info("error_replied", error=type(error).__name__, text="answer_kept")
-        with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
-            await self.bot.send_message(chat_id, texts("answer_kept"), message_thread_id=thread_id)
 
     async def broke_off(self, error: InferenceError, texts: Texts, sink: DraftTarget) -> None:
         """Under a private-chat answer's part that went out: it broke off there (and Retry).
