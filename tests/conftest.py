@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from playwright.async_api import async_playwright
 
 import bot  # noqa: F401 -- before aiogram: its models built on first use, as in the bot
 from models import MasterKey
 from services.inference import InferenceClient
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, Clock, RunningGateway, run_gateway
-from tests.miniapp import CHROMIUM, CHROMIUM_ARGS
+from tests.miniapp import chromium
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Generator
@@ -121,13 +120,9 @@ def client(gateway: RunningGateway, http: aiohttp.ClientSession, clock: Clock) -
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless, for the Mini App's page tests."""
-    async with async_playwright() as driver:
-        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    """Debian's Chromium, headless, for the Mini App's page tests: one a test."""
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.hookimpl(wrapper=True)

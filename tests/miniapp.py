@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from playwright.async_api import async_playwright
 
 from bot.settings import BotSettings
 from sealed.auth import cancel_proof
@@ -42,6 +43,8 @@ from tests.harness import run_gateway
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
+    from playwright.async_api import Browser
+
     from bot.app import Veil
     from gateway.shaping import Shaping
     from models import Store
@@ -59,6 +62,18 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright until the block ends."""
+    async with async_playwright() as driver:
+        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
 
 USER_ID = 777001
 # The bundle's libraries need Node.js 20 or later (@noble/curves' "engines").

@@ -19,6 +19,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from structlog.testing import capture_logs
 
@@ -42,6 +43,7 @@ from tests.harness import (
 from tests.miniapp import (
     CHROMIUM,
     USER_ID,
+    chromium,
     hold_of,
     init_data,
     page_url,
@@ -51,7 +53,7 @@ from tests.miniapp import (
 from tests.test_gateway_restart import start_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
     from playwright.async_api import Browser, BrowserContext, Page, Route
@@ -69,7 +71,30 @@ HISTORY_SLOT = (
     ).hex()
 )
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+# One Chromium for the file, each test in contexts of its own (their storage their own too),
+# closed after it: a Chromium launched for each of its 81 tests took ~1.5 CPU-s and ~1 s
+# each, in the suite's longest file. A fixture that outlives a test needs an event loop that
+# does too: the file's tests run on the module's loop.
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """The file's Chromium."""
+    async with chromium() as launched:
+        yield launched
+
+
+@pytest_asyncio.fixture(loop_scope="module", autouse=True)
+async def closed_contexts(browser: Browser) -> AsyncIterator[None]:
+    """Each test's browser contexts, and their pages, closed once it ends."""
+    yield
+    for context in browser.contexts:
+        await context.close()
+
 
 # The Telegram app's side of the bridge, as the Android app does it: the page posts events to
 # TelegramWebviewProxy; the app answers through window.Telegram.WebView.receiveEvent.
