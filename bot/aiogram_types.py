@@ -24,6 +24,7 @@ aiogram is used on the event loop's thread only (the store's thread runs SQLite 
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections import ChainMap
 from typing import Any
@@ -33,10 +34,18 @@ from pydantic import BaseModel
 __all__ = ["defer_builds"]
 
 
+# ``model_rebuild``'s arguments this relies on (pydantic 2.11 to 2.13): without them, a pydantic
+# that changed its internals, aiogram's own build stands (tests/test_aiogram_types.py then
+# fails: nothing deferred).
+_ARGUMENTS = {"force", "raise_errors", "_parent_namespace_depth", "_types_namespace"}
+
+
 def defer_builds() -> None:
     """From now on, aiogram's models are built on first use (once; a second call is a no-op)."""
     declared = BaseModel.__dict__["model_rebuild"]
     if isinstance(declared.__func__, _Deferring):
+        return
+    if not set(inspect.signature(declared.__func__).parameters) >= _ARGUMENTS:
         return
     BaseModel.model_rebuild = classmethod(_Deferring(declared.__func__))  # type: ignore[assignment,method-assign]
 
