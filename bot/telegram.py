@@ -619,6 +619,7 @@ ANSWERING: tuple[type[TelegramMethod[Any]], ...] = (
     AnswerGuestQuery,
     AnswerPreCheckoutQuery,
     methods.SendInvoice,
+    methods.SendPhoto,  # a TON invoice's QR code
 )
 # What the bot builds of its own as it answers: buttons, replies, inline results, notices, rich
 # messages and their drafts' thinking, an invoice's prices, and aiogram's event for a handler's

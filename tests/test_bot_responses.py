@@ -7,8 +7,8 @@ final message 0.23 s): ``bot.telegram.prepare_models`` builds them before the bo
 fresh interpreter, importing the bot before aiogram as ``python -m bot`` does, runs a private
 answer, an inline query and its chosen result and a group's answer, with entities (the stacks'
 default) and with rich messages (the bot's: ``sendRichMessage``, a draft's thinking block), and
-a Stars purchase (``/buy``, its invoice, pre-checkout, payment), and records every aiogram model
-built once the bot was serving: there must be none.
+a Stars purchase (``/buy``, its invoice, pre-checkout, payment) and a TON one (its QR code), and
+records every aiogram model built once the bot was serving: there must be none.
 (The test process has long built every model it met: hence the fresh interpreter.)
 """
 
@@ -23,13 +23,15 @@ import pytest
 from tests.harness import REPO, child_environment
 
 PROBE = """
-import asyncio, json, sys, tempfile
+import asyncio, contextlib, json, sys, tempfile
 from pathlib import Path
 
 import bot  # first, as python -m bot: aiogram's models deferred
 from aiogram.methods import Response
 from bot import aiogram_types
 from tests.botstack import running_stack
+from tests.fakes.toncenter import FakeToncenter
+from tests.tonstack import WALLET
 from tests.harness import wait_until
 
 USER, GROUP, ANN = 9101, -1_001_234_567, 9201
@@ -63,14 +65,19 @@ async def answers(stack):  # a private answer, an inline query and its result, a
     ), within=60)
 
 
-async def purchase(stack):  # /buy, a pack's button, its invoice, pre-checkout, payment
+async def purchase(stack, pack):  # /buy and a pack's button; Stars: invoice to payment
     stack.telegram.send_text(USER, "/buy")
     menu = await stack.telegram.wait_for(
         "sendMessage", lambda c: c.params["chat_id"] == USER and "reply_markup" in c.params
     )
-    button = menu.params["reply_markup"]["inline_keyboard"][0][0]
+    (button,) = [
+        row[0] for row in menu.params["reply_markup"]["inline_keyboard"] if pack in row[0]["text"]
+    ]
     message = stack.telegram.sent_messages(USER)[-1]
     stack.telegram.press_button(USER, button["callback_data"], message_id=message["message_id"])
+    if pack == "GRAM":
+        await stack.telegram.wait_for("sendPhoto")  # the invoice's QR code
+        return
     invoice = (await stack.telegram.wait_for("sendInvoice")).params
     stack.telegram.pre_checkout(USER, payload=invoice["payload"], total_amount=50)
     await stack.telegram.wait_for("answerPreCheckoutQuery")
@@ -88,14 +95,28 @@ async def main():
         settings["rich_messages"] = True  # the bot's default; the stacks' is entities
     if mode == "stars":
         settings |= {"star_packs": "50:50000000", "prices": "*=1000/2000"}
-    data = Path(tempfile.mkdtemp())
-    async with running_stack(data, answer="One two three.", **settings) as stack:
+    async with contextlib.AsyncExitStack() as running:
+        if mode == "ton":
+            chain = await running.enter_async_context(FakeToncenter(api_key="probe-key"))
+            settings |= {
+                "ton_address": WALLET.bounceable,
+                "toncenter_url": chain.url,
+                "toncenter_key": "probe-key",
+                "ton_packs": "1000000000:250000000",
+            }
+        data = Path(tempfile.mkdtemp())
+        stack = await running.enter_async_context(
+            running_stack(data, answer="One two three.", **settings)
+        )
         if mode == "rich":
             stack.vllm.reasoning = "Counting to three."  # shown as a draft's thinking block
             stack.vllm.token_delay = 0.3  # while the answer has not begun
         responses = set(Response.__subclasses__())
         serving = True
-        await (purchase(stack) if mode == "stars" else answers(stack))
+        if mode in ("stars", "ton"):
+            await purchase(stack, {"stars": "50", "ton": "GRAM"}[mode])
+        else:
+            await answers(stack)
         serving = False
         later = sorted(str(m) for m in set(Response.__subclasses__()) - responses)
     print(json.dumps({"built": built, "later": later}))
@@ -105,7 +126,7 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("mode", ["entities", "rich", "stars"])
+@pytest.mark.parametrize("mode", ["entities", "rich", "stars", "ton"])
 def test_nothing_an_answer_uses_of_aiogram_is_built_while_serving(mode: str) -> None:
     done = subprocess.run(  # noqa: S603 -- our own interpreter and script, no shell
         [sys.executable, "-c", PROBE, mode],
