@@ -138,12 +138,16 @@ def run_command_loop(main: Coroutine[object, object, T]) -> T:
 
     ``main`` stops at the ``await`` it stands at (its ``finally`` blocks and ``async with``
     exits run, as for a stop anywhere else), and ``CommandStopped`` is raised once the loop
-    is closed: never inside one of its tasks or callbacks.
+    is closed: never inside one of its tasks or callbacks. A stop that came before its task
+    began (as ``asyncio.run`` made the loop), with no task to cancel, ends it unbegun.
     """
 
     async def command() -> T:
-        _command.task = asyncio.current_task()
+        _command.task = asyncio.current_task()  # before the look: a stop after it cancels
         try:
+            if _command.stopped is not None:
+                main.close()  # never started: nothing of it to clean up
+                raise asyncio.CancelledError
             return await main
         finally:
             _command.task = None

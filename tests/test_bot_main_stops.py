@@ -202,3 +202,45 @@ async def test_a_stop_that_lands_inside_one_of_the_commands_tasks_is_still_one_l
     assert err.decode().splitlines() == [f"veil: demo stopped by {signum.name}: run it again"]
     assert out.decode().splitlines() == ["cleaned up"]
     assert process.returncode == 128 + signum
+
+
+# A stop that comes as the command's event loop is made, before its task began: the loop
+# policy signals the process from ``new_event_loop``, inside ``asyncio.run``, every time.
+AS_THE_LOOP_STARTS = """
+import asyncio, os, signal, sys
+from common import stopping
+
+class Signalling(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled here, before the command's task exists
+        return super().new_event_loop()
+
+async def command():
+    print("began", flush=True)
+    await asyncio.sleep(0)
+    print("done its work", flush=True)
+
+asyncio.set_event_loop_policy(Signalling())
+sys.exit(stopping.stoppable_command(
+    lambda: stopping.run_command_loop(command()), "demo", "run it again"
+))
+"""
+
+
+async def test_a_stop_that_comes_before_the_commands_task_began_stops_it_unbegun() -> None:
+    # The stop was noted with no task to cancel, so the command ran all its work (a whole
+    # reconcile), the later signals ignored, and only then said it was stopped.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        AS_THE_LOOP_STARTS,
+        env=child_environment(),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert err.decode().splitlines() == ["veil: demo stopped by SIGTERM: run it again"]
+    assert out.decode().splitlines() == []
+    assert process.returncode == 128 + signal.SIGTERM
