@@ -31,9 +31,10 @@ Met first while answering, each stopped the event loop: the first update 0.15 s,
 final message 0.23 s, the first edit as much again (and when all of aiogram was built at
 import, still 5 to 12 ms a ``Response[T]``: the first final messages after a start, all ending
 at once, met three of them, 37 ms, measured with ``bench/chat.py`` at 50 users). Built up front
-are the calls the bot makes as it answers (``ANSWERING``), the models of their replies and
-``Update``: ~0.6 s of CPU at start. A call outside them (a refund, a group's member looked up)
-builds its models when first made, a few ms, most of them.
+are the calls the bot makes as it answers (``ANSWERING``), the models of their replies,
+``Update`` and what the bot builds itself (``ANSWERING_TYPES``): ~0.65 s of CPU at start. A
+call outside them (a refund, a group's member looked up) builds its models when first made, a
+few ms, most of them.
 
 Telegram's JSON is read by ``loads_repaired``: a lone half of a surrogate pair, which JSON may
 escape on its own (``"\ud83d"``: an emoji a client cut in two), becomes U+FFFD, as a browser
