@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -33,10 +33,12 @@ from aiohttp import web
 
 from bot.conflict import PollingConflicts, RefusedToken
 from bot.editing import Editors, Pace
+from bot.intake import INTAKE, Intake, PollIntake
 from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metrics_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.order import ORDER, UpdateOrder
 from bot.payments import JournalMiddleware, PaymentDesk
+from bot.settings import IN_HAND
 from bot.shutdown import IN_FLIGHT, InFlight, Stopping, drain
 from bot.streaming import DraftSink
 from bot.subscriptions import cancel_subscription
@@ -126,6 +128,8 @@ class Veil:
     ton_watcher: TonWatcher | None = None
     relay: RelayService | None = None
     webapp: str | None = None  # where the Mini App listens, once it does
+    # Set once the upkeep's first pass is done: what a restart left delivered, owed sent, told.
+    upkept: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 SWEEP_EVERY_S = 60.0
@@ -141,12 +145,17 @@ class _Opened:
     control: aiohttp.ClientSession
 
 
-def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -> Dispatcher:
+def build_dispatcher(
+    catalogs: Catalogs, admins: frozenset[int] = frozenset(), in_hand: int = IN_HAND
+) -> Dispatcher:
     """The dispatcher with every feature's router, in order (chat last: it takes any text)."""
     # No handler keeps FSM state; aiogram's FSM would add a middleware layer to every update
     # and keep a record per chat and user in memory for good.
     dispatcher = Dispatcher(disable_fsm=True)
-    # First: every update is in hand from here (a shutdown waits for it), its turn waited for
+    # Outermost: at most ``in_hand`` updates taken in at once (a poll asks for what fits).
+    intake = dispatcher[INTAKE] = Intake(in_hand)
+    dispatcher.update.outer_middleware(intake)
+    # Next: every update is in hand from here (a shutdown waits for it), its turn waited for
     # too, or one held behind a slow one would be dropped by a drain that ended before it.
     in_flight = dispatcher[IN_FLIGHT] = InFlight()
     dispatcher.update.outer_middleware(in_flight)
@@ -302,7 +311,8 @@ async def _running_bot(
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
     desk = PaymentDesk(PaymentJournal(journal, shop, credit), bot, catalogs, settings.admin_ids)
     bot.session.middleware(JournalMiddleware(desk))
-    dispatcher = build_dispatcher(catalogs, settings.admin_ids)
+    dispatcher = build_dispatcher(catalogs, settings.admin_ids, settings.updates_in_hand)
+    bot.session.middleware(PollIntake(dispatcher[INTAKE]))  # a poll asks for what fits
     dispatcher["chat"] = chat
     dispatcher["credit"] = credit
     dispatcher["shop"] = shop
@@ -440,6 +450,7 @@ async def upkeep(veil: Veil, every: float) -> None:
             await chat_handlers.tell_interrupted(veil.bot, veil.catalogs, veil.credit)
         except BillingError:
             log.exception("bot.upkeep_failed")
+        veil.upkept.set()
         await asyncio.sleep(every)
         try:
             await veil.chat.sweep()
@@ -655,6 +666,7 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
         secret=secret,
         desk=veil.desk,
         order=veil.dispatcher[ORDER],
+        intake=veil.dispatcher[INTAKE],
         body_timeout=settings.webhook_body_timeout,
     )
     hook.register(app, path)

@@ -19,13 +19,16 @@ order, and its notices wait for the group's pace (``handlers.groups``), which mu
 member's next message, nor their private chat. A handler that must wait for the chat's next
 update (a long text's next part, ``PasteParts``) lets it in first: ``data["let_next_in"]``. One
 that takes longer than ``patience`` seconds (a flood wait past the retries' minute) no longer
-holds the next: it goes in, logged. A chat with nothing in hand takes no memory.
+holds the next: it goes in, logged. A chat with nothing in hand takes no memory. An update
+waiting for its chat (behind the one before it, or for the next part) does not count among the
+updates the bot takes in at once (``bot.intake``): one chat's backlog never holds up another's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -33,6 +36,8 @@ from aiogram import BaseMiddleware, Router
 from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.types import Update
+
+from bot.intake import INTAKE, give_back
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -143,9 +148,12 @@ class UpdateOrder(BaseMiddleware):
             turn = self.take(event)
         if not isinstance(turn, Turn):
             return await handler(event, data)
+        intake = data.get(INTAKE)
         try:
+            if not self.first(turn):  # it waits for its chat, not for the bot
+                give_back(intake, turn.update_id)
             await turn.come(self.patience)
-            data[LET_NEXT_IN] = turn.done
+            data[LET_NEXT_IN] = functools.partial(_let_next_in, turn, intake)
             return await _telling_errors(handler, event, data)
         finally:
             turn.done()
@@ -167,6 +175,12 @@ async def _telling_errors(
     if not isinstance(dispatcher, Router):
         return await handler(event, data)
     return await ErrorsMiddleware(dispatcher)(handler, event, data)
+
+
+def _let_next_in(turn: Turn, intake: object) -> None:
+    """The handler waits for the chat's next update: it may start, and this one waits for it."""
+    turn.done()
+    give_back(intake, turn.update_id)
 
 
 def _later(waiting: Turn, turn: Turn) -> bool:

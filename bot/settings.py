@@ -55,6 +55,11 @@ _WHERE_VERIFY_KEYS = (
 )
 
 
+# VEIL_UPDATES_IN_HAND's default (``bot.intake``): bench/chat.py at 500 answers at once
+# (docs/benchmarks.md, "Memory per concurrent answer").
+IN_HAND = 64
+
+
 class BotSettings(BaseSettings):
     """Everything ``python -m bot`` reads from the environment."""
 
@@ -71,6 +76,7 @@ class BotSettings(BaseSettings):
     master_key_file: NamedPath | None = None
     client_key_file: NamedPath | None = None
     gateway_streams: int = Field(default=256, ge=1, le=100_000)
+    updates_in_hand: int = Field(default=IN_HAND, ge=1, le=100_000)
     gateway_wait: float = Field(default=10.0, gt=0, le=300)
     stop_grace: float = Field(default=10.0, gt=0, le=300)
     admins: str = ""

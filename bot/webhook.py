@@ -9,7 +9,9 @@ length, non-ASCII) or a wrong one gets 401 and changes nothing. The body is read
 ``Content-Encoding``, which Telegram never sends): refused unread, never inflated. A payment
 or refund update is written to the payment journal before the answer, and a journal that
 cannot be written gets 503, so Telegram delivers the update again later. Every update is then
-handled in the background, as aiogram does, so Telegram is answered at once; it takes its place
+handled in the background, as aiogram does, so Telegram is answered at once (once there is
+room for it among the updates in hand, ``bot.intake``: before that its body is not read, and
+Telegram holds the rest of a burst); it takes its place
 among its user's updates (``bot.order``) as it arrives, so a payment journaled first is handled
 before the question that came after it. At a stop, a request still being read or journaled
 is cut after a few seconds (``webhook.cut_by_stop``) rather than holding the stop up: Telegram
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 
     from aiogram import Bot, Dispatcher
 
+    from bot.intake import Intake
     from bot.order import Turn, UpdateOrder
     from bot.payments import PaymentDesk
 
@@ -120,6 +123,7 @@ class VeilWebhook(SimpleRequestHandler):
         secret: str,
         desk: PaymentDesk,
         order: UpdateOrder,
+        intake: Intake,
         body_timeout: float = 10.0,
     ) -> None:
         if not secret:
@@ -128,6 +132,7 @@ class VeilWebhook(SimpleRequestHandler):
         self._secret = secret.encode("ascii")
         self._desk = desk
         self._order = order
+        self._intake = intake
         self._body_timeout = body_timeout
         self._taken = RecentUpdates()
 
@@ -145,6 +150,19 @@ class VeilWebhook(SimpleRequestHandler):
         if not self.verify_secret(request.headers.get(SECRET_HEADER, ""), self.bot):
             log.warning("webhook.refused", reason="secret")
             return web.Response(status=401, text="Unauthorized")
+        try:
+            await self._intake.room()  # a burst waits at Telegram, its body unread
+        except asyncio.CancelledError:
+            log.info("webhook.cut_by_stop", stage="room")
+            raise
+        delivery = object()  # in hand from now: other deliveries wait for its room too
+        self._intake.take(delivery)
+        try:
+            return await self._handle(request)
+        finally:
+            self._intake.give_back(delivery)  # handed on as its update_id, or refused
+
+    async def _handle(self, request: web.Request) -> web.Response:
         try:
             body = await read_body(request, limit=BODY_LIMIT, within=self._body_timeout)
         except BodyRefused as refused:
@@ -172,6 +190,7 @@ class VeilWebhook(SimpleRequestHandler):
             if not self._taken.take(update.update_id):  # after the journal: a 503 is not taken
                 log.info("webhook.redelivered", update_id=update.update_id)
                 return web.json_response({})
+            self._intake.take(update.update_id)  # until handled (``bot.intake``)
             task = asyncio.create_task(self._feed(update, turn))
             handed_on = True
         finally:
@@ -212,6 +231,7 @@ class VeilWebhook(SimpleRequestHandler):
             log.exception("webhook.update_failed", update_id=update.update_id)
         finally:
             _leave(turn)  # handled, or cancelled before its turn came
+            self._intake.give_back(update.update_id)
 
 
 def _leave(turn: Turn | None) -> None:

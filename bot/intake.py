@@ -1,0 +1,152 @@
+"""How many updates the bot takes in at once: a burst waits at Telegram, not in our memory.
+
+aiogram hands every update of a poll to a task of its own and polls again at once, and the
+webhook answers each delivery before it is handled: a burst (hundreds of users asking at the
+same moment, the backlog of a bot that was down) had every update in hand at once, each in
+aiogram's handler chain (its coroutine frames and the data dict it copies at every level,
+~35 KB an update) while the claims queued for the database. At 500 questions that set the bot's
+peak memory (~65 KB an answer above the floor), and the backlog of a day's downtime had no bound.
+
+``Intake`` counts the updates taken in and not yet handled, at most ``VEIL_UPDATES_IN_HAND``:
+a poll asks Telegram (``getUpdates``'s ``limit``) only for as many as there is room for, and
+waits for room before it asks; a webhook delivery waits for room before its body is read (and
+Telegram, its connections busy, holds the rest). An update leaves the count when it is handled
+(the dispatcher's outermost middleware), and earlier when it waits for its chat rather than
+for the bot: behind the user's update before it (``bot.order``), or once it lets the chat's next
+update in (a long text waiting for its next part). One still in hand after ``SLOW_S`` seconds
+leaves the count too (waiting for a group's pace, a flood wait): a slow chat never holds up
+the others' updates for longer than that, and a count that was somehow never given back cannot
+stop the bot taking updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any, cast
+
+import structlog
+from aiogram import BaseMiddleware
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Hashable
+
+    from aiogram import Bot
+    from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
+    from aiogram.methods import TelegramMethod
+    from aiogram.methods.base import Response, TelegramType
+    from aiogram.types import TelegramObject
+
+log = structlog.get_logger("veil.intake")
+
+INTAKE = "intake"  # the dispatcher's workflow data key of its ``Intake``
+SLOW_S = 2.0  # seconds an update counts at most: then it waits for its chat, not for the bot
+MOST_A_POLL = 100  # getUpdates returns at most this many (Bot API)
+
+
+class Intake(BaseMiddleware):
+    """The updates in hand, at most ``limit``; the dispatcher's outermost update middleware."""
+
+    def __init__(self, limit: int, slow: float = SLOW_S) -> None:
+        self.limit = limit
+        self.slow = slow
+        self._held: dict[Hashable, float] = {}  # key → when it stops counting, oldest first
+        self._room = asyncio.Event()
+        self._room.set()
+        self.waited = 0  # times a poll or a delivery waited for room (the metrics' counter)
+
+    @property
+    def count(self) -> int:
+        """How many updates count now (taken in, not handled, not waiting for their chat)."""
+        self._expire()
+        return len(self._held)
+
+    def take(self, key: Hashable) -> None:
+        """``key`` (an ``update_id``, or a delivery not yet read) is in hand from now."""
+        self._held[key] = asyncio.get_running_loop().time() + self.slow
+        if len(self._held) >= self.limit:
+            self._room.clear()
+
+    def give_back(self, key: Hashable) -> None:
+        """``key`` no longer counts (handled, or waiting for its chat); again is harmless."""
+        if self._held.pop(key, None) is not None and len(self._held) < self.limit:
+            self._room.set()
+
+    async def room(self) -> int:
+        """Wait until fewer than ``limit`` updates count; how many more may be taken in."""
+        loop = asyncio.get_running_loop()
+        waited = False
+        while (free := self.limit - self.count) <= 0:
+            if not waited:
+                waited = True
+                self.waited += 1
+                log.debug("intake.full", held=len(self._held))
+            oldest = next(iter(self._held.values()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, oldest - loop.time())):
+                    await self._room.wait()
+        return free
+
+    def _expire(self) -> None:
+        """Let go of what has counted for ``slow`` seconds (the oldest are first)."""
+        now = asyncio.get_running_loop().time()
+        expired = []
+        for key, until in self._held.items():
+            if until > now:
+                break
+            expired.append(key)
+        for key in expired:
+            del self._held[key]
+        if expired and len(self._held) < self.limit:
+            self._room.set()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:  # noqa: ANN401 -- whatever the handler returns
+        """Handle the update; once handled, it no longer counts."""
+        try:
+            return await handler(event, data)
+        finally:
+            if isinstance(event, Update):
+                self.give_back(event.update_id)
+
+
+class PollIntake(BaseRequestMiddleware):
+    """The session middleware that asks Telegram for no more updates than there is room for."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """A ``getUpdates`` waits for room, asks for what fits, and takes in what it got."""
+        polling = isinstance(method, GetUpdates)
+        if polling:
+            cast("GetUpdates", method).limit = min(await self.intake.room(), MOST_A_POLL)
+        response = await make_request(bot, method)
+        # What the chain hands on is the method's result (aiogram's annotation says Response).
+        got: object = response
+        if polling and isinstance(got, list):
+            for update in got:
+                if isinstance(update, Update):
+                    self.intake.take(update.update_id)
+        return response
+
+
+def give_back(intake: object, update_id: int) -> None:
+    """The update waits for its chat now (``bot.order``), not for the bot: it leaves the count.
+
+    ``intake``: the dispatcher's (``data[INTAKE]``); none in a dispatcher built without one.
+    """
+    if isinstance(intake, Intake):
+        intake.give_back(update_id)
