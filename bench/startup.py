@@ -1,7 +1,7 @@
 """What a bot process spends before it serves: CPU and peak memory, aiogram's models deferred.
 
 Each run is a fresh ``python`` that imports what ``python -m bot`` imports to serve and builds
-what ``build_bot`` builds before serving (``bot.telegram.prepare_models``), once with aiogram's
+what the serving bot builds before it serves (``bot.telegram.prepare_models``), once with aiogram's
 models built on first use (``bot/aiogram_types.py``, as the bot runs) and once with aiogram
 imported first, so that its own import builds all of them. Printed: the CPU seconds of each
 part, the peak RSS, and the ratios; ``--runs`` runs of each, alternating, medians.

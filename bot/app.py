@@ -42,7 +42,7 @@ from bot.settings import IN_HAND
 from bot.shutdown import IN_FLIGHT, InFlight, Stopping, drain
 from bot.streaming import DraftSink
 from bot.subscriptions import cancel_subscription
-from bot.telegram import build_bot, forget_handled_update, skip_bare_updates
+from bot.telegram import build_bot, forget_handled_update, prepare_models, skip_bare_updates
 from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
@@ -308,6 +308,7 @@ async def _running_bot(
         system_prompt=settings.system_prompt,
         titles=settings.conversation_titles,
     )
+    prepare_models()  # what answering uses of aiogram, built now: not mid-answer
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
     desk = PaymentDesk(PaymentJournal(journal, shop, credit), bot, catalogs, settings.admin_ids)
     bot.session.middleware(JournalMiddleware(desk))

@@ -23,7 +23,7 @@ URL, ``/bot<token>/<method>``) has the token cut out, and a reply that does not 
 validate raises ``UnreadableReply`` (aiogram's ``ClientDecodeError`` naming what failed, where
 aiogram's quotes the whole reply: a proxy's page, or a ``Message`` with its text).
 
-``build_bot`` also builds, before the bot serves, the pydantic models its answers use
+The serving bot (``bot.app``) builds, before it serves, the pydantic models its answers use
 (``prepare_models``): aiogram's types and methods are built on their first use
 (bot/aiogram_types.py), and aiogram parses each answer from Telegram into ``Response[T]`` for
 the method's result type ``T``, a generic model pydantic builds the first time it meets ``T``.
@@ -34,7 +34,8 @@ at once, met three of them, 37 ms, measured with ``bench/chat.py`` at 50 users).
 are the calls the bot makes as it answers (``ANSWERING``), the models of their replies,
 ``Update`` and what the bot builds itself (``ANSWERING_TYPES``): ~0.65 s of CPU at start. A
 call outside them (a refund, a group's member looked up) builds its models when first made, a
-few ms, most of them.
+few ms, most of them. ``build_bot`` builds none: a one-shot command (``bot reconcile``) builds
+what it calls when it calls it, and no more.
 
 Telegram's JSON is read by ``loads_repaired``: a lone half of a surrogate pair, which JSON may
 escape on its own (``"\ud83d"``: an emoji a client cut in two), becomes U+FFFD, as a browser
@@ -114,6 +115,10 @@ _NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
 # that is not waited out is let go (``StalePresses``); a checkout's is logged
 # (``stars.checkout_unanswered``), and Telegram fails that payment on the user's screen itself.
 _SHORT_LIVED = (AnswerInlineQuery, AnswerGuestQuery, AnswerCallbackQuery, AnswerPreCheckoutQuery)
+# The longest flood wait taken as said: a longer one (a proxy's 10**400, past a float) is read
+# as this, so no wait, pacer or deadline built from it overflows (OverflowError), and a poll
+# waits no more than an hour before it asks again (another 429 if Telegram meant it).
+MOST_RETRY_AFTER = 3_600
 QUERY_LIFE = 10.0  # seconds a query can be answered (~10 s reported; 10 s for a checkout)
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
@@ -355,6 +360,11 @@ class TurnTakingSession(AiohttpSession):
             response = self.check_response(
                 bot=bot, method=method, status_code=reply.status, content=raw
             )
+        except TelegramRetryAfter as exc:
+            if exc.retry_after > MOST_RETRY_AFTER:
+                log.warning("telegram.retry_after_capped", method=method.__api_method__)
+                exc.retry_after = MOST_RETRY_AFTER
+            raise
         except ClientDecodeError as exc:
             # aiogram's error quotes the reply (a page quoting the URL, a Message's text).
             message = f"{method.__api_method__}: {exc.message}: {describe(exc.original)}"
@@ -662,7 +672,6 @@ def prepare_models() -> int:
 
 def build_bot(token: str, api_base: str) -> Bot:
     """A ``Bot`` that talks to ``api_base`` (Telegram, or a local emulator) with retries."""
-    prepare_models()
     session = TurnTakingSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     session.middleware(StalePresses())  # outside the retries: it lets go of what they give up
     session.middleware(RetryMiddleware())

@@ -364,3 +364,25 @@ async def test_a_guest_summons_is_answered_once(
         assert {"answerGuestQuery", "editMessageText"} <= stack.telegram.flooded()
         assert await inconsistent_users(stack.veil.store) == []
     assert troubles(logs, caplog) == []
+
+
+async def test_a_flood_wait_too_large_for_a_float_is_read_as_an_hour(
+    tmp_path: Path, logs: list[MutableMapping[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A proxy's (or a broken server's) retry_after past a float: every wait, pacer and deadline
+    # built from it raised OverflowError (the draft sink's, the session's sum of waits). Read as
+    # an hour, it is a flood wait past what the bot waits like any other: the answer still
+    # comes. (Polls are left out: one waits out its flood, here the hour.)
+    async with running_stack(
+        tmp_path, answer=ANSWER, final_retry_wait=QUICK_RETRY, sweep_every=0.5
+    ) as stack:
+        await stack.telegram.wait_for("getUpdates", lambda c: c.answered == "ok", timeout=10)
+        answering = {"sendChatAction", "sendMessageDraft", "sendMessage", "editMessageText"}
+        stack.telegram.flood_each(retry_after=10**400, methods=answering)
+        stack.telegram.send_text(USER, QUESTION)
+        await wait_until(lambda: ANSWER in texts(stack), within=30)
+        assert await stack.stored_turns(USER, 2, within=30) == [QUESTION, ANSWER]
+        assert texts(stack).count(ANSWER) == 1
+        assert await inconsistent_users(stack.veil.store) == []
+    assert troubles(logs, caplog) == []
+    assert "telegram.retry_after_capped" in [e["event"] for e in logs]
