@@ -371,10 +371,16 @@ def settle_cancel(  # noqa: PLR0913 -- the row's key and what Telegram answered
     unnamed: bool,
     at: int,
 ) -> None:
-    """Record what asking Telegram by ``named`` did (``owed`` again: it could not take it now)."""
+    """Record what asking Telegram by ``named`` did (``owed`` again: it could not take it now).
+
+    A cancellation done stays done: a second sender (two replicas, ``reconcile --fix`` beside
+    the bot) that read it owed before the first had written, and whose own call Telegram then
+    refused or could not take, would otherwise report a cancelled plan as failed, or send it
+    again.
+    """
     db.execute(
         "UPDATE plan_cancels SET state = ?, named = ?, reason = ?, unnamed = ?, updated_at = ?"
-        " WHERE order_id = ? AND user_id = ?",
+        " WHERE order_id = ? AND user_id = ? AND state != 'done'",
         [state, named, reason, int(unnamed), at, order_id, user_id],
     )
 

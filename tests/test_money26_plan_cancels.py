@@ -21,6 +21,7 @@ import pytest
 from sqlite_utils import Database
 
 from bot.shutdown import IN_FLIGHT
+from models import orders
 from models.migrations import MIGRATIONS, apply
 from playground.wire import bad_request
 from tests.botstack import TOKEN, bot_env, process_stack
@@ -290,4 +291,28 @@ def test_the_plan_refunds_booked_before_the_migration_are_owed_once(tmp_path: Pa
     assert apply(db) == ["m0023_plan_cancels"]
     rows = db.execute("SELECT order_id, user_id, charge_id, state FROM plan_cancels").fetchall()
     assert rows == [("order-a", USER, "stxA", "owed")]
+    db.close()
+
+
+def test_a_cancellation_done_stays_done_whatever_a_second_sender_writes(tmp_path: Path) -> None:
+    # Two senders read it owed; the first's call took, the second's was refused (or could not
+    # be taken now): last write won, and reconcile reported a cancelled plan as failed.
+    db = Database(tmp_path / "veil.db")
+    apply(db)
+    now = int(time.time())
+    orders.owe_cancel(db, "order-a", USER, "stxA", now)
+    settled = {"named": "stxA", "unnamed": False, "at": now}
+    orders.settle_cancel(db, "order-a", USER, state="done", reason=None, **settled)
+    for state in ("failed", "owed"):
+        orders.settle_cancel(db, "order-a", USER, state=state, reason="REFUSED", **settled)
+        cancel = orders.plan_cancel(db, "order-a", USER)
+        assert cancel is not None
+        assert (cancel.state, cancel.reason) == ("done", None)
+    # A failure is still overwritten by what a later try did.
+    orders.owe_cancel(db, "order-b", USER, "stxB", now)
+    orders.settle_cancel(db, "order-b", USER, state="failed", reason="REFUSED", **settled)
+    orders.settle_cancel(db, "order-b", USER, state="done", reason=None, **settled)
+    cancel = orders.plan_cancel(db, "order-b", USER)
+    assert cancel is not None
+    assert cancel.state == "done"
     db.close()
