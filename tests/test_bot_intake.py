@@ -9,32 +9,22 @@ none) and webhook (a delivery is not answered, its body unread, until there is r
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
-from aiogram import Bot, Dispatcher
 
 from bot.intake import INTAKE, Intake
-from bot.order import LET_NEXT_IN, UpdateOrder
-from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
+from bot.order import UpdateOrder
+from tests.botstack import WEBHOOK_SECRET, running_stack
+from tests.test_bot_update_order import _dispatcher, _settle, _update
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
-
-    from aiogram.types import Message
 
 USER = 5401
 OTHER = 5402
 THIRD = 5403
 HELD = 60.0  # ``slow`` for the tests' held updates: never reached while a test runs
-
-
-async def _settle() -> None:
-    """Let every task that can run, run (a few rounds of the loop)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 async def test_room_is_what_the_limit_leaves_and_a_poll_waits_for_it() -> None:
@@ -62,52 +52,10 @@ async def test_an_update_never_given_back_stops_counting_after_slow_seconds() ->
     assert intake.count == 0
 
 
-class _Recorder:
-    """A message handler that records which texts started, and holds those it is told to."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.held: dict[str, asyncio.Event] = {}
-        self.let_in: dict[str, Callable[[], None]] = {}
-
-    async def handle(self, message: Message, **data: Any) -> None:  # noqa: ANN401 -- aiogram's data
-        text = message.text or ""
-        self.started.append(text)
-        if LET_NEXT_IN in data:
-            self.let_in[text] = data[LET_NEXT_IN]
-        if text in self.held:
-            await self.held[text].wait()
-
-
-@contextlib.asynccontextmanager
-async def _dispatcher(intake: Intake) -> AsyncIterator[tuple[Dispatcher, Bot, _Recorder]]:
-    """Intake outermost, then the order, as ``bot.app.build_dispatcher`` has them."""
-    dispatcher = Dispatcher(disable_fsm=True)
-    dispatcher[INTAKE] = intake
-    dispatcher.update.outer_middleware(intake)
-    dispatcher.update.outer_middleware(UpdateOrder())
-    recorder = _Recorder()
-    dispatcher.message.register(recorder.handle)
-    bot = Bot(TOKEN)
-    try:
-        yield dispatcher, bot, recorder
-    finally:
-        await bot.session.close()
-
-
-def _update(update_id: int, user_id: int, text: str) -> Any:  # noqa: ANN401 -- an aiogram Update
-    from aiogram.types import Update  # noqa: PLC0415 -- beside its one use
-
-    sender = {"id": user_id, "is_bot": False, "first_name": "Ann"}
-    chat = {"id": user_id, "type": "private"}
-    message = {"message_id": update_id, "date": 0, "chat": chat, "from": sender, "text": text}
-    return Update.model_validate({"update_id": update_id, "message": message})
-
-
 async def test_updates_waiting_behind_their_chat_do_not_count() -> None:
     # One user's backlog behind a slow update (a flood wait) must not fill the bot's intake.
     intake = Intake(3, slow=HELD)
-    async with _dispatcher(intake) as (dispatcher, bot, recorder):
+    async with _dispatcher(UpdateOrder(), intake) as (dispatcher, bot, recorder):
         recorder.held["slow"] = asyncio.Event()
         batch = [(1, USER, "slow"), (2, USER, "next"), (3, USER, "and next"), (4, OTHER, "hi")]
         for uid, _, _ in batch:
@@ -129,7 +77,7 @@ async def test_updates_waiting_behind_their_chat_do_not_count() -> None:
 async def test_an_update_that_lets_its_chats_next_in_no_longer_counts() -> None:
     # A long text's part waiting for the next part: the next must get in, the bot go on.
     intake = Intake(2, slow=HELD)
-    async with _dispatcher(intake) as (dispatcher, bot, recorder):
+    async with _dispatcher(UpdateOrder(), intake) as (dispatcher, bot, recorder):
         recorder.held["part one"] = asyncio.Event()
         intake.take(1)
         first = asyncio.create_task(dispatcher.feed_update(bot, _update(1, USER, "part one")))

@@ -129,15 +129,7 @@ asyncio.run(main())
 
 @pytest.mark.parametrize("mode", ["entities", "rich", "stars", "ton"])
 def test_nothing_an_answer_uses_of_aiogram_is_built_while_serving(mode: str) -> None:
-    done = subprocess.run(  # noqa: S603 -- our own interpreter and script, no shell
-        [sys.executable, "-c", PROBE, mode],
-        cwd=REPO,
-        env=child_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _fresh_python(PROBE, mode, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures == {"built": [], "later": []}
@@ -155,14 +147,19 @@ def test_a_bot_built_for_a_one_shot_command_builds_no_model_up_front() -> None:
         "bot.telegram.prepare_models()\n"
         "print(SendMessage.__pydantic_complete__, Update.__pydantic_complete__)\n"
     )
-    done = subprocess.run(  # noqa: S603 -- our own interpreter and script, no shell
-        [sys.executable, "-c", probe],
+    done = _fresh_python(probe, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["False False", "True True"]
+
+
+def _fresh_python(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a fresh interpreter in the repository, its output captured."""
+    return subprocess.run(  # noqa: S603 -- our own interpreter and script, no shell
+        [sys.executable, "-c", script, *args],
         cwd=REPO,
         env=child_environment(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[:2] == ["False False", "True True"]

@@ -15,6 +15,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 from structlog.testing import capture_logs
 
+from bot.intake import INTAKE, Intake
 from bot.order import LET_NEXT_IN, UpdateOrder
 from bot.shutdown import drain
 from tests.botstack import TOKEN, running_stack
@@ -105,8 +106,14 @@ class _Refused(Exception):
 
 
 @contextlib.asynccontextmanager
-async def _dispatcher(order: UpdateOrder) -> AsyncIterator[tuple[Dispatcher, Bot, _Recorder]]:
+async def _dispatcher(
+    order: UpdateOrder, intake: Intake | None = None
+) -> AsyncIterator[tuple[Dispatcher, Bot, _Recorder]]:
+    """A dispatcher with ``order`` (after ``intake``, outermost, as bot.app has them)."""
     dispatcher = Dispatcher(disable_fsm=True)
+    if intake is not None:
+        dispatcher[INTAKE] = intake
+        dispatcher.update.outer_middleware(intake)
     dispatcher.update.outer_middleware(order)
     recorder = _Recorder()
     dispatcher.message.register(recorder.handle)

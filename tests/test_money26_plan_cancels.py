@@ -301,17 +301,22 @@ def test_a_cancellation_done_stays_done_whatever_a_second_sender_writes(tmp_path
     apply(db)
     now = int(time.time())
     orders.owe_cancel(db, "order-a", USER, "stxA", now)
-    settled = {"named": "stxA", "unnamed": False, "at": now}
-    orders.settle_cancel(db, "order-a", USER, state="done", reason=None, **settled)
+
+    def settle(order: str, state: orders.CancelState, reason: str | None) -> None:
+        orders.settle_cancel(
+            db, order, USER, state=state, named="stxA", reason=reason, unnamed=False, at=now
+        )
+
+    settle("order-a", "done", None)
     for state in ("failed", "owed"):
-        orders.settle_cancel(db, "order-a", USER, state=state, reason="REFUSED", **settled)
+        settle("order-a", state, "REFUSED")
         cancel = orders.plan_cancel(db, "order-a", USER)
         assert cancel is not None
         assert (cancel.state, cancel.reason) == ("done", None)
     # A failure is still overwritten by what a later try did.
     orders.owe_cancel(db, "order-b", USER, "stxB", now)
-    orders.settle_cancel(db, "order-b", USER, state="failed", reason="REFUSED", **settled)
-    orders.settle_cancel(db, "order-b", USER, state="done", reason=None, **settled)
+    settle("order-b", "failed", "REFUSED")
+    settle("order-b", "done", None)
     cancel = orders.plan_cancel(db, "order-b", USER)
     assert cancel is not None
     assert cancel.state == "done"
