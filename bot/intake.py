@@ -56,7 +56,8 @@ class Intake(BaseMiddleware):
         self._held: dict[Hashable, float] = {}  # key → when it stops counting, oldest first
         self._room = asyncio.Event()
         self._room.set()
-        self.waited = 0  # times a poll or a delivery waited for room (the metrics' counter)
+        self.waited = 0  # times a poll or a delivery waited for room
+        self.on_full: Callable[[], None] | None = None  # told each time (bot.metrics counts)
 
     @property
     def count(self) -> int:
@@ -84,6 +85,8 @@ class Intake(BaseMiddleware):
                 waited = True
                 self.waited += 1
                 log.debug("intake.full", held=len(self._held))
+                if self.on_full is not None:
+                    self.on_full()
             oldest = next(iter(self._held.values()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, oldest - loop.time())):

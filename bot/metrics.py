@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
     from aiogram.methods.base import TelegramType
 
+    from bot.intake import Intake
     from bot.shutdown import InFlight
     from models import Store
     from services.credit import Credit, Hold
@@ -96,6 +97,16 @@ class BotMetrics:
         self.updates_in_progress = Gauge(
             "veil_bot_updates_in_progress",
             "Updates being handled now (read at each scrape).",
+            registry=self.registry,
+        )
+        self.updates_in_hand = Gauge(
+            "veil_bot_updates_in_hand",
+            "Updates counted against VEIL_UPDATES_IN_HAND now (read at each scrape).",
+            registry=self.registry,
+        )
+        self.intake_waits = Counter(
+            "veil_bot_intake_waits",
+            "Polls and webhook deliveries that waited for room among the updates in hand.",
             registry=self.registry,
         )
         self.first_text = Histogram(
@@ -304,12 +315,14 @@ class Operations:
     metrics: BotMetrics
     store: Store
     credit: Credit
-    in_flight: InFlight  # the dispatcher's first middleware (``bot.app.build_dispatcher``)
+    in_flight: InFlight  # the dispatcher's middleware that counts updates being handled
+    intake: Intake  # its outermost, which bounds the updates taken in (``bot.intake``)
     taking_updates: bool = False
 
     def watch(self, bot: Bot, dispatcher: Dispatcher) -> None:
         """Count ``bot``'s API calls; follow the dispatcher (its ``in_flight`` counts updates)."""
         bot.session.middleware(TelegramMetrics(self.metrics))
+        self.intake.on_full = self.metrics.intake_waits.inc
         dispatcher.startup.register(self._started)
         dispatcher.shutdown.register(self._stopped)
 
@@ -333,6 +346,7 @@ class Operations:
     async def refresh(self) -> None:
         """Read the ledger's figures into the gauges (the previous ones stay on failure)."""
         self.metrics.updates_in_progress.set(self.in_flight.count)
+        self.metrics.updates_in_hand.set(self.intake.count)
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
                 stats = await self.credit.stats()

@@ -16,6 +16,8 @@ import aiohttp
 from bot.intake import INTAKE, Intake
 from bot.order import UpdateOrder
 from tests.botstack import WEBHOOK_SECRET, running_stack
+from tests.harness import wait_until
+from tests.test_bot_metrics import scraping, value
 from tests.test_bot_update_order import _dispatcher, _settle, _update
 
 if TYPE_CHECKING:
@@ -148,3 +150,22 @@ async def test_a_webhook_delivery_waits_unread_until_there_is_room(tmp_path: Pat
             response.release()
         await stack.final_messages(USER)
         assert intake.count <= 1
+
+
+async def test_the_updates_in_hand_and_the_waits_for_room_are_scraped(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, updates_in_hand=2) as stack, scraping(stack) as scraper:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        for key in ("a", "b"):
+            intake.take(key)
+        stack.telegram.send_text(USER, "/start")
+        await wait_until(lambda: intake.waited >= 1)
+        full = await scraper.samples()
+        for key in ("a", "b"):
+            intake.give_back(key)
+        await stack.final_messages(USER)
+        await wait_until(lambda: intake.count == 0)  # the update handled once its reply went
+        after = await scraper.samples()
+    assert value(full, "veil_bot_updates_in_hand") >= 2
+    assert value(full, "veil_bot_intake_waits_total") >= 1
+    assert value(after, "veil_bot_updates_in_hand") == 0
