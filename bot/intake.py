@@ -67,6 +67,7 @@ class Intake(BaseMiddleware):
 
     def take(self, key: Hashable) -> None:
         """``key`` (an ``update_id``, or a delivery not yet read) is in hand from now."""
+        self._held.pop(key, None)  # taken again: last, so the oldest stay first
         self._held[key] = asyncio.get_running_loop().time() + self.slow
         if len(self._held) >= self.limit:
             self._room.clear()
@@ -88,6 +89,7 @@ class Intake(BaseMiddleware):
                 if self.on_full is not None:
                     self.on_full()
             oldest = next(iter(self._held.values()))
+            self._room.clear()  # full now: set again only by a count given back or expired
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, oldest - loop.time())):
                     await self._room.wait()
