@@ -28,8 +28,11 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 from aiogram import BaseMiddleware
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
+
+from common.logs import describe
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -57,6 +60,11 @@ class Intake(BaseMiddleware):
         self._room = asyncio.Event()
         self._room.set()
         self.waited = 0  # times a poll or a delivery waited for room (the metrics' counter)
+
+    @property
+    def full(self) -> bool:
+        """Whether a poll or a delivery would wait for room now."""
+        return self.count >= self.limit
 
     @property
     def count(self) -> int:
@@ -118,10 +126,18 @@ class Intake(BaseMiddleware):
 
 
 class PollIntake(BaseRequestMiddleware):
-    """The session middleware that asks Telegram for no more updates than there is room for."""
+    """The session middleware that asks Telegram for no more updates than there is room for.
+
+    Telegram lets go of the updates a poll brought only when a ``getUpdates`` carries an offset
+    past them (aiogram's next poll). One that must wait for room tells it first
+    (``_confirm``): else the batch stayed unconfirmed while the intake was full, and a stop
+    then (the waiting poll cancelled, the batch handled in the drain) had Telegram deliver it
+    again at the next start, each question in it answered, and charged, twice.
+    """
 
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
+        self._confirmed: int | None = None  # the last offset told (or tried) to Telegram
 
     async def __call__(
         self,
@@ -130,17 +146,41 @@ class PollIntake(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         """A ``getUpdates`` waits for room, asks for what fits, and takes in what it got."""
-        polling = isinstance(method, GetUpdates)
-        if polling:
-            cast("GetUpdates", method).limit = min(await self.intake.room(), MOST_A_POLL)
+        polling = isinstance(method, GetUpdates)  # (a test mypy would narrow ``method`` by)
+        if not polling:
+            return await make_request(bot, method)
+        poll = cast("GetUpdates", method)
+        if self.intake.full and poll.offset is not None and poll.offset != self._confirmed:
+            self._confirmed = poll.offset  # tried once: a poll retried in a flood adds no more
+            await _confirm(bot, poll)
+        poll.limit = min(await self.intake.room(), MOST_A_POLL)
         response = await make_request(bot, method)
+        self._confirmed = poll.offset
         # What the chain hands on is the method's result (aiogram's annotation says Response).
         got: object = response
-        if polling and isinstance(got, list):
+        if isinstance(got, list):
             for update in got:
                 if isinstance(update, Update):
                     self.intake.take(update.update_id)
         return response
+
+
+async def _confirm(bot: Bot, poll: GetUpdates) -> None:
+    """Tell Telegram the updates before ``poll``'s offset were taken, waiting for nothing.
+
+    A ``getUpdates`` asks for one update at the least: the one it may bring is left alone (not
+    taken in, not handed on, not confirmed), and a later poll brings it again. Sent past the
+    session's middlewares: not retried (one that fails is left to the poll itself, which
+    confirms them too, logged), and no sign of another poller (``bot.conflict``): a short poll
+    going through is no proof that the long ones do.
+    """
+    confirming = GetUpdates(
+        offset=poll.offset, limit=1, timeout=0, allowed_updates=poll.allowed_updates
+    )
+    try:
+        await bot.session.make_request(bot, confirming)
+    except (TelegramAPIError, ClientDecodeError) as exc:
+        log.info("intake.confirm_failed", error=describe(exc))
 
 
 def give_back(intake: object, update_id: int) -> None:

@@ -18,6 +18,7 @@ from aiogram import Bot, Dispatcher
 from bot.intake import INTAKE, Intake
 from bot.order import LET_NEXT_IN, UpdateOrder
 from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
+from tests.fakes.gated import GatedTelegram
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -200,3 +201,35 @@ async def test_a_webhook_delivery_waits_unread_until_there_is_room(tmp_path: Pat
             response.release()
         await stack.final_messages(USER)
         assert intake.count <= 1
+
+
+async def test_a_poll_waiting_for_room_still_tells_telegram_what_it_took(tmp_path: Path) -> None:
+    # Telegram lets go of an update only when a getUpdates carries an offset past it. The poll
+    # after a batch waited for room with that offset unsent: the batch stayed unconfirmed for
+    # as long as the intake was full, and a stop then (the waiting poll cancelled, the batch
+    # handled in the drain) left Telegram to deliver it again at the next start, each question
+    # in it answered, and charged, twice.
+    telegram = GatedTelegram(token=TOKEN)
+    telegram.hold_messages_to(USER)  # the reply to /start waits: its update stays in hand
+    async with running_stack(tmp_path, updates_in_hand=1, telegram_server=telegram) as stack:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        update_id = telegram.send_text(USER, "/start")
+        later = telegram.send_text(OTHER, "/start")  # the next in line: no room for it yet
+        async with asyncio.timeout(10):
+            await telegram.holding.wait()
+        assert intake.count == 1  # /start in hand: the next poll waits for room
+        told = await telegram.wait_for(
+            "getUpdates", lambda call: (call.params.get("offset") or 0) > update_id
+        )
+        assert not told.params.get("timeout")  # it only tells: no long poll beside the one due
+        pending = [u["update_id"] for u in telegram.updates.pending]
+        assert update_id not in pending
+        assert later in pending  # what it brought back is not confirmed, nor taken in
+        await _settle()
+        assert intake.count == 1
+        assert not telegram.sent_messages(OTHER)
+        telegram.release_messages()
+        await stack.final_messages(USER)
+        await stack.final_messages(OTHER)  # it comes with the poll that has room for it
+        assert len(telegram.sent_messages(OTHER)) == 1
