@@ -13,16 +13,18 @@ waits for room before it asks; a webhook delivery waits for room before its body
 Telegram, its connections busy, holds the rest). An update leaves the count when it is handled
 (the dispatcher's outermost middleware), and earlier when it waits for its chat rather than
 for the bot: behind the user's update before it (``bot.order``), or once it lets the chat's next
-update in (a long text waiting for its next part). One still in hand after ``SLOW_S`` seconds
-leaves the count too (waiting for a group's pace, a flood wait): a slow chat never holds up
-the others' updates for longer than that, and a count that was somehow never given back cannot
-stop the bot taking updates.
+update in (a long text waiting for its next part), or waits for Telegram (a group's pace, a
+flood wait: ``waits_elsewhere``). One still in hand after ``SLOW_S`` seconds leaves the count
+too: a slow chat never holds up the others' updates for longer than that, and a count that was
+somehow never given back cannot stop the bot taking updates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.intake")
 
 INTAKE = "intake"  # the dispatcher's workflow data key of its ``Intake``
+# Lets the update this task handles out of the count (``waits_elsewhere``); set by ``Intake``.
+_IN_HAND: ContextVar[Callable[[], None] | None] = ContextVar("in_hand", default=None)
 SLOW_S = 2.0  # seconds an update counts at most: then it waits for its chat, not for the bot
 MOST_A_POLL = 100  # getUpdates returns at most this many (Bot API)
 
@@ -117,12 +121,15 @@ class Intake(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:  # noqa: ANN401 -- whatever the handler returns
-        """Handle the update; once handled, it no longer counts."""
+        """Handle the update; once handled, or waiting elsewhere, it no longer counts."""
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        held = _IN_HAND.set(functools.partial(self.give_back, event.update_id))
         try:
             return await handler(event, data)
         finally:
-            if isinstance(event, Update):
-                self.give_back(event.update_id)
+            _IN_HAND.reset(held)
+            self.give_back(event.update_id)
 
 
 class PollIntake(BaseRequestMiddleware):
@@ -181,6 +188,20 @@ async def _confirm(bot: Bot, poll: GetUpdates) -> None:
         await bot.session.make_request(bot, confirming)
     except (TelegramAPIError, ClientDecodeError) as exc:
         log.info("intake.confirm_failed", error=describe(exc))
+
+
+def waits_elsewhere() -> None:
+    """The update this task handles waits for Telegram now (a chat's pace, a flood wait).
+
+    It leaves the count, as one waiting for its chat does (``bot.order``): a group's notices
+    waiting minutes for its pace, or every call waiting out a flood, held the bot's intake
+    (each for ``SLOW_S``), and a group's burst of them kept every other chat's updates
+    waiting at Telegram. In a task an update's handling started (a detached answer), it lets
+    that update go, if still in hand; nothing once it was handled, nothing outside any.
+    """
+    let_go = _IN_HAND.get()
+    if let_go is not None:
+        let_go()
 
 
 def give_back(intake: object, update_id: int) -> None:

@@ -19,6 +19,8 @@ from bot.intake import INTAKE, Intake
 from bot.order import LET_NEXT_IN, UpdateOrder
 from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
 from tests.fakes.gated import GatedTelegram
+from tests.harness import wait_until
+from tests.test_bot_groups import ANN, BOB, GROUP
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -233,3 +235,40 @@ async def test_a_poll_waiting_for_room_still_tells_telegram_what_it_took(tmp_pat
         await stack.final_messages(USER)
         await stack.final_messages(OTHER)  # it comes with the poll that has room for it
         assert len(telegram.sent_messages(OTHER)) == 1
+
+
+async def test_a_notice_waiting_for_its_groups_pace_does_not_hold_up_other_chats(
+    tmp_path: Path,
+) -> None:
+    # A member's notice in a group waits for the group's pace in its update's handler, minutes
+    # in a busy group: it held a place in the intake all the while (each for ``SLOW_S``), and
+    # a group's burst of them kept every other chat's updates waiting at Telegram.
+    async with running_stack(
+        tmp_path, updates_in_hand=1, group_messages_per_minute=12
+    ) as stack:  # notices: one each 10 s in a group
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        stack.telegram.send_text(ANN, "/help", chat_id=GROUP)
+        await wait_until(lambda: len(stack.telegram.ephemeral_messages(GROUP, ANN)) == 1, 10)
+        stack.telegram.send_text(BOB, "/help", chat_id=GROUP)  # waits for the group's pace
+        stack.telegram.send_text(USER, "/start")
+        await stack.final_messages(USER, within=30)
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []  # still waiting
+        await wait_until(lambda: len(stack.telegram.ephemeral_messages(GROUP, BOB)) == 1, 30)
+
+
+async def test_an_update_waiting_out_a_flood_does_not_hold_up_other_chats(
+    tmp_path: Path,
+) -> None:
+    # A reply waiting out Telegram's flood wait (the session's retries, up to a minute) held
+    # its update's place in the intake all the while: a flood kept every chat's updates out.
+    async with running_stack(tmp_path, updates_in_hand=1) as stack:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        stack.telegram.flood_each(count=1, retry_after=8, methods=["sendMessage"])
+        stack.telegram.send_text(OTHER, "/start")  # its reply waits 8 s
+        await wait_until(lambda: "sendMessage" in stack.telegram.flooded(), 10)
+        stack.telegram.send_text(USER, "/start")
+        await stack.final_messages(USER, within=30)
+        assert not stack.telegram.sent_messages(OTHER)  # still waiting out its flood
+        await stack.final_messages(OTHER, within=30)
