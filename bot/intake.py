@@ -77,7 +77,12 @@ class Intake(BaseMiddleware):
         return len(self._held)
 
     def take(self, key: Hashable) -> None:
-        """``key`` (an ``update_id``, or a delivery not yet read) is in hand from now."""
+        """``key`` (an ``update_id``, or a delivery not yet read) is in hand from now.
+
+        Taken again (a batch fetched again), it goes last, as its time now runs out last: the
+        others stop counting in the order they are kept (``_expire``).
+        """
+        self._held.pop(key, None)
         self._held[key] = asyncio.get_running_loop().time() + self.slow
         if len(self._held) >= self.limit:
             self._room.clear()

@@ -65,6 +65,23 @@ async def test_an_update_never_given_back_stops_counting_after_slow_seconds() ->
     assert intake.count == 0
 
 
+async def test_a_key_taken_again_counts_from_then_and_holds_no_other_past_its_time() -> None:
+    # A batch fetched again (a payment journal that failed: the same updates, the same ids)
+    # kept its first place in the count with the later deadline: the keys after it stopped
+    # counting only once it did, and ``room`` slept until then, however long that was.
+    loop = asyncio.get_running_loop()
+    intake = Intake(2, slow=0.5)
+    intake.take("again")
+    intake.take("once")
+    due = loop.time() + 0.5  # when "once" stops counting
+    await asyncio.sleep(0.2)
+    intake.take("again")  # counts until 0.2 s after "once"
+    await asyncio.sleep(max(0.0, due - loop.time()) + 0.02)
+    assert intake.count < 2  # "once" is past its time (and "again" too, on a slow machine)
+    async with asyncio.timeout(10):
+        assert await intake.room() >= 1
+
+
 class _Recorder:
     """A message handler that records which texts started, and holds those it is told to."""
 
