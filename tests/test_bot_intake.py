@@ -289,3 +289,20 @@ async def test_an_update_waiting_out_a_flood_does_not_hold_up_other_chats(
         await stack.final_messages(USER, within=30)
         assert not stack.telegram.sent_messages(OTHER)  # still waiting out its flood
         await stack.final_messages(OTHER, within=30)
+
+
+async def test_a_batch_the_payment_journal_refused_is_not_counted_as_taken_in(
+    tmp_path: Path,
+) -> None:
+    # The payment journal (outside this middleware) refusing a batch makes aiogram fetch it
+    # again: it was never handed on, yet it counted as in hand, and the poll fetching it again
+    # asked for that much less (or waited for room that the batch itself took).
+    async with running_stack(tmp_path, updates_in_hand=2, free_tokens_per_day=0) as stack:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        await stack.veil.desk.journal._journal.close()  # it cannot be written now
+        stack.telegram.pay(USER, payload="order-x", total_amount=50)
+        polls = lambda: stack.telegram.calls_of("getUpdates")  # noqa: E731 -- read again below
+        await wait_until(lambda: sum(call.answered == "ok" for call in polls()) >= 3, 30)
+        assert intake.count == 0
+        assert {call.params.get("limit") for call in polls()} == {2}
