@@ -152,7 +152,8 @@ def build_dispatcher(
     # No handler keeps FSM state; aiogram's FSM would add a middleware layer to every update
     # and keep a record per chat and user in memory for good.
     dispatcher = Dispatcher(disable_fsm=True)
-    # Outermost: at most ``in_hand`` updates taken in at once (a poll asks for what fits).
+    # First (after aiogram's errors and user context): at most ``in_hand`` updates taken in
+    # at once (a poll asks for what fits).
     intake = dispatcher[INTAKE] = Intake(in_hand)
     dispatcher.update.outer_middleware(intake)
     # Next: every update is in hand from here (a shutdown waits for it), its turn waited for

@@ -11,12 +11,13 @@ peak memory (~65 KB an answer above the floor), and the backlog of a day's downt
 a poll asks Telegram (``getUpdates``'s ``limit``) only for as many as there is room for, and
 waits for room before it asks; a webhook delivery waits for room before its body is read (and
 Telegram, its connections busy, holds the rest). An update leaves the count when it is handled
-(the dispatcher's outermost middleware), and earlier when it waits for its chat rather than
-for the bot: behind the user's update before it (``bot.order``), or once it lets the chat's next
-update in (a long text waiting for its next part), or waits for Telegram (a group's pace, a
-flood wait: ``waits_elsewhere``). One still in hand after ``SLOW_S`` seconds leaves the count
-too: a slow chat never holds up the others' updates for longer than that, and a count that was
-somehow never given back cannot stop the bot taking updates.
+(the first of the dispatcher's own middlewares; aiogram's errors and user context come before
+it, so an error raised outside a private chat's turn is told after), and earlier when it waits
+for its chat rather than for the bot: behind the user's update before it (``bot.order``), or
+once it lets the chat's next update in (a long text waiting for its next part), or waits for
+Telegram (a group's pace, a flood wait: ``waits_elsewhere``). One still in hand after
+``SLOW_S`` seconds leaves the count too: a slow chat never holds up the others' updates for
+longer than that, and a count that was somehow never given back cannot stop the bot taking updates.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ MOST_A_POLL = 100  # getUpdates returns at most this many (Bot API)
 
 
 class Intake(BaseMiddleware):
-    """The updates in hand, at most ``limit``; the dispatcher's outermost update middleware."""
+    """The updates in hand, at most ``limit``; the first of the dispatcher's own middlewares."""
 
     def __init__(self, limit: int, slow: float = SLOW_S) -> None:
         self.limit = limit

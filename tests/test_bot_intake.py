@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from aiogram.types import Message
 
+    from tests.fakes.telegram import Call
+
 USER = 5401
 OTHER = 5402
 THIRD = 5403
@@ -302,7 +304,10 @@ async def test_a_batch_the_payment_journal_refused_is_not_counted_as_taken_in(
         intake.slow = HELD
         await stack.veil.desk.journal._journal.close()  # it cannot be written now
         stack.telegram.pay(USER, payload="order-x", total_amount=50)
-        polls = lambda: stack.telegram.calls_of("getUpdates")  # noqa: E731 -- read again below
+
+        def polls() -> list[Call]:
+            return stack.telegram.calls_of("getUpdates")
+
         await wait_until(lambda: sum(call.answered == "ok" for call in polls()) >= 3, 30)
         assert intake.count == 0
         assert {call.params.get("limit") for call in polls()} == {2}
