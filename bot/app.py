@@ -152,7 +152,8 @@ def build_dispatcher(
     # No handler keeps FSM state; aiogram's FSM would add a middleware layer to every update
     # and keep a record per chat and user in memory for good.
     dispatcher = Dispatcher(disable_fsm=True)
-    # Outermost: at most ``in_hand`` updates taken in at once (a poll asks for what fits).
+    # First (after aiogram's errors and user context): at most ``in_hand`` updates taken in
+    # at once (a poll asks for what fits).
     intake = dispatcher[INTAKE] = Intake(in_hand)
     dispatcher.update.outer_middleware(intake)
     # Next: every update is in hand from here (a shutdown waits for it), its turn waited for
@@ -310,10 +311,12 @@ async def _running_bot(
     )
     prepare_models()  # what answering uses of aiogram, built now: not mid-answer
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
+    dispatcher = build_dispatcher(catalogs, settings.admin_ids, settings.updates_in_hand)
+    # A poll asks for what fits; outside the journal, so a batch it refuses (fetched again)
+    # is not taken in.
+    bot.session.middleware(PollIntake(dispatcher[INTAKE]))
     desk = PaymentDesk(PaymentJournal(journal, shop, credit), bot, catalogs, settings.admin_ids)
     bot.session.middleware(JournalMiddleware(desk))
-    dispatcher = build_dispatcher(catalogs, settings.admin_ids, settings.updates_in_hand)
-    bot.session.middleware(PollIntake(dispatcher[INTAKE]))  # a poll asks for what fits
     dispatcher["chat"] = chat
     dispatcher["credit"] = credit
     dispatcher["shop"] = shop

@@ -72,6 +72,7 @@ from bot.formatting import (
     render_parts,
     utf16_len,
 )
+from bot.intake import waits_elsewhere
 from bot.streaming import entities_of
 from bot.telegram import FLOOD_WAITS, RETRY_WANTED, UnreadableReply
 from bot.thinking import MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
@@ -173,6 +174,8 @@ class Pacer:
         The slot is looked at again after each sleep: a call ``count``-ed or a flood wait told
         (``back_off``) meanwhile moves it, and the sleeper must not go out at the one it read.
         """
+        if self.in_use():  # it waits: the update asking leaves the bot's intake meanwhile
+            waits_elsewhere()
         if self._queue is None:
             self._queue = asyncio.Lock()
         self._waiting += 1

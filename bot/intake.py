@@ -11,25 +11,31 @@ peak memory (~65 KB an answer above the floor), and the backlog of a day's downt
 a poll asks Telegram (``getUpdates``'s ``limit``) only for as many as there is room for, and
 waits for room before it asks; a webhook delivery waits for room before its body is read (and
 Telegram, its connections busy, holds the rest). An update leaves the count when it is handled
-(the dispatcher's outermost middleware), and earlier when it waits for its chat rather than
-for the bot: behind the user's update before it (``bot.order``), or once it lets the chat's next
-update in (a long text waiting for its next part). One still in hand after ``SLOW_S`` seconds
-leaves the count too (waiting for a group's pace, a flood wait): a slow chat never holds up
-the others' updates for longer than that, and a count that was somehow never given back cannot
-stop the bot taking updates.
+(the first of the dispatcher's own middlewares; aiogram's errors and user context come before
+it, so an error raised outside a private chat's turn is told after), and earlier when it waits
+for its chat rather than for the bot: behind the user's update before it (``bot.order``), or
+once it lets the chat's next update in (a long text waiting for its next part), or waits for
+Telegram (a group's pace, a flood wait: ``waits_elsewhere``). One still in hand after
+``SLOW_S`` seconds leaves the count too: a slow chat never holds up the others' updates for
+longer than that, and a count that was somehow never given back cannot stop the bot taking updates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from aiogram import BaseMiddleware
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
+
+from common.logs import describe
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -43,12 +49,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.intake")
 
 INTAKE = "intake"  # the dispatcher's workflow data key of its ``Intake``
+# Lets the update this task handles out of the count (``waits_elsewhere``); set by ``Intake``.
+_IN_HAND: ContextVar[Callable[[], None] | None] = ContextVar("in_hand", default=None)
 SLOW_S = 2.0  # seconds an update counts at most: then it waits for its chat, not for the bot
 MOST_A_POLL = 100  # getUpdates returns at most this many (Bot API)
 
 
 class Intake(BaseMiddleware):
-    """The updates in hand, at most ``limit``; the dispatcher's outermost update middleware."""
+    """The updates in hand, at most ``limit``; the first of the dispatcher's own middlewares."""
 
     def __init__(self, limit: int, slow: float = SLOW_S) -> None:
         self.limit = limit
@@ -60,14 +68,23 @@ class Intake(BaseMiddleware):
         self.on_full: Callable[[], None] | None = None  # told each time (bot.metrics counts)
 
     @property
+    def full(self) -> bool:
+        """Whether a poll or a delivery would wait for room now."""
+        return self.count >= self.limit
+
+    @property
     def count(self) -> int:
         """How many updates count now (taken in, not handled, not waiting for their chat)."""
         self._expire()
         return len(self._held)
 
     def take(self, key: Hashable) -> None:
-        """``key`` (an ``update_id``, or a delivery not yet read) is in hand from now."""
-        self._held.pop(key, None)  # taken again: last, so the oldest stay first
+        """``key`` (an ``update_id``, or a delivery not yet read) is in hand from now.
+
+        Taken again (a batch fetched again), it goes last, as its time now runs out last: the
+        others stop counting in the order they are kept (``_expire``).
+        """
+        self._held.pop(key, None)
         self._held[key] = asyncio.get_running_loop().time() + self.slow
         if len(self._held) >= self.limit:
             self._room.clear()
@@ -114,19 +131,30 @@ class Intake(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:  # noqa: ANN401 -- whatever the handler returns
-        """Handle the update; once handled, it no longer counts."""
+        """Handle the update; once handled, or waiting elsewhere, it no longer counts."""
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        held = _IN_HAND.set(functools.partial(self.give_back, event.update_id))
         try:
             return await handler(event, data)
         finally:
-            if isinstance(event, Update):
-                self.give_back(event.update_id)
+            _IN_HAND.reset(held)
+            self.give_back(event.update_id)
 
 
 class PollIntake(BaseRequestMiddleware):
-    """The session middleware that asks Telegram for no more updates than there is room for."""
+    """The session middleware that asks Telegram for no more updates than there is room for.
+
+    Telegram lets go of the updates a poll brought only when a ``getUpdates`` carries an offset
+    past them (aiogram's next poll). One that must wait for room tells it first
+    (``_confirm``): else the batch stayed unconfirmed while the intake was full, and a stop
+    then (the waiting poll cancelled, the batch handled in the drain) had Telegram deliver it
+    again at the next start, each question in it answered, and charged, twice.
+    """
 
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
+        self._confirmed: int | None = None  # the last offset told (or tried) to Telegram
 
     async def __call__(
         self,
@@ -135,17 +163,55 @@ class PollIntake(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         """A ``getUpdates`` waits for room, asks for what fits, and takes in what it got."""
-        polling = isinstance(method, GetUpdates)
-        if polling:
-            cast("GetUpdates", method).limit = min(await self.intake.room(), MOST_A_POLL)
+        polling = isinstance(method, GetUpdates)  # (a test mypy would narrow ``method`` by)
+        if not polling:
+            return await make_request(bot, method)
+        poll = cast("GetUpdates", method)
+        if self.intake.full and poll.offset is not None and poll.offset != self._confirmed:
+            self._confirmed = poll.offset  # tried once: a poll retried in a flood adds no more
+            await _confirm(bot, poll)
+        poll.limit = min(await self.intake.room(), MOST_A_POLL)
         response = await make_request(bot, method)
+        self._confirmed = poll.offset
         # What the chain hands on is the method's result (aiogram's annotation says Response).
         got: object = response
-        if polling and isinstance(got, list):
+        if isinstance(got, list):
             for update in got:
                 if isinstance(update, Update):
                     self.intake.take(update.update_id)
         return response
+
+
+async def _confirm(bot: Bot, poll: GetUpdates) -> None:
+    """Tell Telegram the updates before ``poll``'s offset were taken, waiting for nothing.
+
+    A ``getUpdates`` asks for one update at the least: the one it may bring is left alone (not
+    taken in, not handed on, not confirmed), and a later poll brings it again. Sent past the
+    session's middlewares: not retried (one that fails is left to the poll itself, which
+    confirms them too, logged), and no sign of another poller (``bot.conflict``): a short poll
+    going through is no proof that the long ones do.
+    """
+    confirming = GetUpdates(
+        offset=poll.offset, limit=1, timeout=0, allowed_updates=poll.allowed_updates
+    )
+    try:
+        await bot.session.make_request(bot, confirming)
+    except (TelegramAPIError, ClientDecodeError) as exc:
+        log.info("intake.confirm_failed", error=describe(exc))
+
+
+def waits_elsewhere() -> None:
+    """The update this task handles waits for Telegram now (a chat's pace, a flood wait).
+
+    It leaves the count, as one waiting for its chat does (``bot.order``): a group's notices
+    waiting minutes for its pace, or every call waiting out a flood, held the bot's intake
+    (each for ``SLOW_S``), and a group's burst of them kept every other chat's updates
+    waiting at Telegram. In a task an update's handling started (a detached answer), it lets
+    that update go, if still in hand; nothing once it was handled, nothing outside any.
+    """
+    let_go = _IN_HAND.get()
+    if let_go is not None:
+        let_go()
 
 
 def give_back(intake: object, update_id: int) -> None:

@@ -93,6 +93,7 @@ from aiohttp import ClientError, ClientTimeout, FormData
 from aiohttp.payload import BytesPayload
 from pydantic import ValidationError
 
+from bot.intake import waits_elsewhere
 from bot.pruned import unread_envelope, without_unread
 from common.logs import describe, without_token
 from sealed.encoding import well_formed
@@ -272,6 +273,7 @@ class RetryMiddleware(BaseRequestMiddleware):
                 )
                 if (told := FLOOD_WAITS.get()) is not None:
                     told(wait)
+                waits_elsewhere()  # the update asking leaves the bot's intake meanwhile
                 await asyncio.sleep(wait)
             except TelegramServerError:
                 server_errors += 1

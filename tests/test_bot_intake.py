@@ -15,13 +15,17 @@ import aiohttp
 
 from bot.intake import INTAKE, Intake
 from bot.order import UpdateOrder
-from tests.botstack import WEBHOOK_SECRET, running_stack
+from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
+from tests.fakes.gated import GatedTelegram
 from tests.harness import wait_until
+from tests.test_bot_groups import ANN, BOB, GROUP
 from tests.test_bot_metrics import scraping, value
 from tests.test_bot_update_order import _dispatcher, _settle, _update
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.fakes.telegram import Call
 
 USER = 5401
 OTHER = 5402
@@ -52,6 +56,23 @@ async def test_an_update_never_given_back_stops_counting_after_slow_seconds() ->
     async with asyncio.timeout(10):
         assert await intake.room() == 1
     assert intake.count == 0
+
+
+async def test_a_key_taken_again_counts_from_then_and_holds_no_other_past_its_time() -> None:
+    # A batch fetched again (a payment journal that failed: the same updates, the same ids)
+    # kept its first place in the count with the later deadline: the keys after it stopped
+    # counting only once it did, and ``room`` slept until then, however long that was.
+    loop = asyncio.get_running_loop()
+    intake = Intake(2, slow=0.5)
+    intake.take("again")
+    intake.take("once")
+    due = loop.time() + 0.5  # when "once" stops counting
+    await asyncio.sleep(0.2)
+    intake.take("again")  # counts until 0.2 s after "once"
+    await asyncio.sleep(max(0.0, due - loop.time()) + 0.02)
+    assert intake.count < 2  # "once" is past its time (and "again" too, on a slow machine)
+    async with asyncio.timeout(10):
+        assert await intake.room() >= 1
 
 
 async def test_updates_waiting_behind_their_chat_do_not_count() -> None:
@@ -169,3 +190,92 @@ async def test_the_updates_in_hand_and_the_waits_for_room_are_scraped(tmp_path: 
     assert value(full, "veil_bot_updates_in_hand") >= 2
     assert value(full, "veil_bot_intake_waits_total") >= 1
     assert value(after, "veil_bot_updates_in_hand") == 0
+
+
+async def test_a_poll_waiting_for_room_still_tells_telegram_what_it_took(tmp_path: Path) -> None:
+    # Telegram lets go of an update only when a getUpdates carries an offset past it. The poll
+    # after a batch waited for room with that offset unsent: the batch stayed unconfirmed for
+    # as long as the intake was full, and a stop then (the waiting poll cancelled, the batch
+    # handled in the drain) left Telegram to deliver it again at the next start, each question
+    # in it answered, and charged, twice.
+    telegram = GatedTelegram(token=TOKEN)
+    telegram.hold_messages_to(USER)  # the reply to /start waits: its update stays in hand
+    async with running_stack(tmp_path, updates_in_hand=1, telegram_server=telegram) as stack:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        update_id = telegram.send_text(USER, "/start")
+        later = telegram.send_text(OTHER, "/start")  # the next in line: no room for it yet
+        async with asyncio.timeout(10):
+            await telegram.holding.wait()
+        assert intake.count == 1  # /start in hand: the next poll waits for room
+        told = await telegram.wait_for(
+            "getUpdates", lambda call: (call.params.get("offset") or 0) > update_id
+        )
+        assert not told.params.get("timeout")  # it only tells: no long poll beside the one due
+        pending = [u["update_id"] for u in telegram.updates.pending]
+        assert update_id not in pending
+        assert later in pending  # what it brought back is not confirmed, nor taken in
+        await _settle()
+        assert intake.count == 1
+        assert not telegram.sent_messages(OTHER)
+        telegram.release_messages()
+        await stack.final_messages(USER)
+        await stack.final_messages(OTHER)  # it comes with the poll that has room for it
+        assert len(telegram.sent_messages(OTHER)) == 1
+
+
+async def test_a_notice_waiting_for_its_groups_pace_does_not_hold_up_other_chats(
+    tmp_path: Path,
+) -> None:
+    # A member's notice in a group waits for the group's pace in its update's handler, minutes
+    # in a busy group: it held a place in the intake all the while (each for ``SLOW_S``), and
+    # a group's burst of them kept every other chat's updates waiting at Telegram.
+    async with running_stack(
+        tmp_path, updates_in_hand=1, group_messages_per_minute=12
+    ) as stack:  # notices: one each 10 s in a group
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        stack.telegram.send_text(ANN, "/help", chat_id=GROUP)
+        await wait_until(lambda: len(stack.telegram.ephemeral_messages(GROUP, ANN)) == 1, 10)
+        stack.telegram.send_text(BOB, "/help", chat_id=GROUP)  # waits for the group's pace
+        stack.telegram.send_text(USER, "/start")
+        await stack.final_messages(USER, within=30)
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []  # still waiting
+        await wait_until(lambda: len(stack.telegram.ephemeral_messages(GROUP, BOB)) == 1, 30)
+
+
+async def test_an_update_waiting_out_a_flood_does_not_hold_up_other_chats(
+    tmp_path: Path,
+) -> None:
+    # A reply waiting out Telegram's flood wait (the session's retries, up to a minute) held
+    # its update's place in the intake all the while: a flood kept every chat's updates out.
+    async with running_stack(tmp_path, updates_in_hand=1) as stack:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        stack.telegram.flood_each(count=1, retry_after=8, methods=["sendMessage"])
+        stack.telegram.send_text(OTHER, "/start")  # its reply waits 8 s
+        await wait_until(lambda: "sendMessage" in stack.telegram.flooded(), 10)
+        stack.telegram.send_text(USER, "/start")
+        await stack.final_messages(USER, within=30)
+        assert not stack.telegram.sent_messages(OTHER)  # still waiting out its flood
+        await stack.final_messages(OTHER, within=30)
+
+
+async def test_a_batch_the_payment_journal_refused_is_not_counted_as_taken_in(
+    tmp_path: Path,
+) -> None:
+    # The payment journal (outside this middleware) refusing a batch makes aiogram fetch it
+    # again: it was never handed on, yet it counted as in hand, and the poll fetching it again
+    # asked for that much less (or waited for room that the batch itself took).
+    async with running_stack(tmp_path, updates_in_hand=2, free_tokens_per_day=0) as stack:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        await stack.veil.desk.journal._journal.close()  # it cannot be written now
+        stack.telegram.pay(USER, payload="order-x", total_amount=50)
+
+        def polls() -> list[Call]:
+            return stack.telegram.calls_of("getUpdates")
+
+        await wait_until(lambda: sum(call.answered == "ok" for call in polls()) >= 3, 30)
+        assert intake.count == 0
+        assert {call.params.get("limit") for call in polls()} == {2}

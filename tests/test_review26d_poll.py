@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 from structlog.testing import capture_logs
 
+from bot.telegram import MOST_RETRY_AFTER
 from tests.botstack import running_stack
 from tests.harness import wait_until
 from tests.test_flood26_telegram import ANSWER, QUESTION, USER, texts
@@ -53,9 +54,10 @@ async def test_a_poll_refused_with_no_wait_waits_a_second_before_the_next(
 async def test_a_poll_waiting_out_a_day_long_flood_says_so_and_stops_when_told(
     tmp_path: Path,
 ) -> None:
-    # A proxy's flood wait of a day: the poll waits it (nothing else would get through), with a
-    # warning naming the wait, and the bot still stops at once when told (a SIGTERM stops
-    # polling the same way: ``Dispatcher.stop_polling``). No defect: passes on the merged code.
+    # A proxy's flood wait of a day: the poll waits it (nothing else would get through), read
+    # as an hour (``bot.telegram.MOST_RETRY_AFTER``: it asks again then, and waits again if
+    # Telegram meant it), with a warning naming the wait, and the bot still stops at once when
+    # told (a SIGTERM stops polling the same way: ``Dispatcher.stop_polling``).
     day = 86_400
     with capture_logs() as logs:
         async with running_stack(tmp_path, answer=ANSWER) as stack:
@@ -71,4 +73,7 @@ async def test_a_poll_waiting_out_a_day_long_flood_says_so_and_stops_when_told(
             )
             # The block's end stops polling and waits for it (10 s at most, else it fails).
     waits = [(e["method"], e["seconds"]) for e in logs if e["event"] == "telegram.retry_after"]
-    assert waits == [("GetUpdates", day)]
+    assert waits == [("GetUpdates", MOST_RETRY_AFTER)]
+    assert [e["method"] for e in logs if e["event"] == "telegram.retry_after_capped"] == [
+        "getUpdates"
+    ]
