@@ -164,7 +164,8 @@ def build_dispatcher(
     order = dispatcher[ORDER] = UpdateOrder()
     dispatcher.update.outer_middleware(order)
     # Before any router: a part of a long text may begin with what reads as a command.
-    dispatcher.message.outer_middleware(chat_handlers.PasteParts(chat_handlers.Pastes()))
+    pastes = chat_handlers.Pastes(held=intake.held_back)  # a next part may wait at Telegram
+    dispatcher.message.outer_middleware(chat_handlers.PasteParts(pastes))
     dispatcher["answering"] = chat_handlers.Answering()  # whose answer a question waits behind
     dispatcher["presses"] = chat_handlers.Presses()  # Retry and Continue buttons pressed once
     dispatcher.update.outer_middleware(skip_bare_updates)  # what a poll could not read

@@ -65,7 +65,12 @@ class Intake(BaseMiddleware):
         self._room = asyncio.Event()
         self._room.set()
         self.waited = 0  # times a poll or a delivery waited for room
+        self._waiting = 0  # polls and deliveries waiting for room now
         self.on_full: Callable[[], None] | None = None  # told each time (bot.metrics counts)
+
+    def held_back(self) -> bool:
+        """Whether updates may be waiting at Telegram for room now (full, or one waiting)."""
+        return self._waiting > 0 or self.full
 
     @property
     def full(self) -> bool:
@@ -107,9 +112,13 @@ class Intake(BaseMiddleware):
                     self.on_full()
             oldest = next(iter(self._held.values()))
             self._room.clear()  # full now: set again only by a count given back or expired
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, oldest - loop.time())):
-                    await self._room.wait()
+            self._waiting += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, oldest - loop.time())):
+                        await self._room.wait()
+            finally:
+                self._waiting -= 1
         return free
 
     def _expire(self) -> None:

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 PASTE_PART = 3500  # UTF-16 units: a message this long may be one part of a longer text
 PASTE_WAIT = 1.0  # seconds such a message waits for the next part
 PASTE_MOST = 25  # parts (~100,000 characters) joined at most: then it is asked as it is
+PASTE_HELD_MOST = 10.0  # seconds a part waits at most while the bot's intake holds updates back
 MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
 PRESSES_REMEMBERED = 10_000  # messages whose Retry or Continue was pressed, newest kept
 # Seconds a question's update waits for its answer to start or be refused (its credit held;
@@ -97,6 +98,7 @@ class _Paste:
     due: float
     parts: dict[int, str] = field(default_factory=dict)
     came: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False  # its last part came (a shorter one, or the most joined)
 
 
 class Pastes:
@@ -110,10 +112,16 @@ class Pastes:
     the parts are asked as one question, in message order, joined by a line break. At most
     ``PASTE_MOST`` parts are joined (a sender who never stops would otherwise grow one question
     without end); the next message then starts afresh.
+
+    ``held``: whether the bot holds updates back at Telegram now (its intake full, a poll
+    waiting for room: ``bot.intake``). The next part may be among them, so a part whose wait
+    ends then waits on, and once more after, up to ``PASTE_HELD_MOST`` seconds: else a burst of
+    other users' questions split the text into two questions, each answered and charged.
     """
 
-    def __init__(self, wait: float = PASTE_WAIT) -> None:
+    def __init__(self, wait: float = PASTE_WAIT, held: Callable[[], bool] | None = None) -> None:
         self._wait = wait
+        self._held = held
         self._open: dict[tuple[int, int | None], _Paste] = {}
 
     def join(self, key: tuple[int, int | None], message_id: int, text: str, sent: str) -> bool:
@@ -124,7 +132,8 @@ class Pastes:
         now = asyncio.get_running_loop().time()
         paste.parts[message_id] = text
         full = len(paste.parts) == PASTE_MOST
-        paste.due = now + self._wait if _is_long(sent) and not full else now
+        paste.ended = full or not _is_long(sent)
+        paste.due = now if paste.ended else now + self._wait
         paste.came.set()
         if full:
             del self._open[key]  # asked now: a next part starts a paste of its own
@@ -155,8 +164,16 @@ class Pastes:
         paste = self._open[key] = _Paste(loop.time() + self._wait, {message_id: text})
         if waiting is not None:
             waiting()
+        held_until = loop.time() + PASTE_HELD_MOST
+        held = False
         try:
-            while (left := paste.due - loop.time()) > 0:
+            while (left := paste.due - loop.time()) > 0 or (
+                not paste.ended and self._held_on(held, held_until)
+            ):
+                if left <= 0:  # held back, or was: one more wait for the part a poll may bring
+                    held = self._held is not None and self._held()
+                    paste.due = loop.time() + self._wait
+                    continue
                 with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
                     async with asyncio.timeout(left):
                         await paste.came.wait()
@@ -165,6 +182,12 @@ class Pastes:
             if self._open.get(key) is paste:
                 del self._open[key]
         return "\n".join(paste.parts[index] for index in sorted(paste.parts))
+
+    def _held_on(self, held: bool, until: float) -> bool:  # noqa: FBT001 -- the loop's own flag
+        """Whether a part's wait, at its end, goes on for updates held back at Telegram."""
+        if self._held is None or asyncio.get_running_loop().time() >= until:
+            return False
+        return held or self._held()
 
 
 def _is_long(text: str) -> bool:

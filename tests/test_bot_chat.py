@@ -123,6 +123,19 @@ async def test_parts_join_in_message_order_and_only_in_their_own_chat_and_topic(
     assert await pastes.whole((1, None), 16, "short") == "short"  # nothing left open
 
 
+async def test_a_part_waits_on_while_the_bot_holds_updates_back_at_telegram() -> None:
+    # The next part may be among the updates a full intake leaves at Telegram (a burst of
+    # other users' questions): asked at the usual wait's end, the text was two questions.
+    pastes = Pastes(wait=0.05, held=lambda: True)
+    long_a = "a" * PASTE_PART
+    asked = asyncio.create_task(pastes.whole((1, None), 11, long_a))
+    await asyncio.sleep(0.2)  # four of its waits, updates held back all the while
+    assert not asked.done()
+    # The next part, the last (a shorter one): asked at once, held back or not.
+    assert await pastes.whole((1, None), 12, "the rest") is None
+    assert await asyncio.wait_for(asked, 5) == f"{long_a}\nthe rest"
+
+
 async def test_a_reply_that_quotes_part_of_an_answer_asks_about_that_part(
     tmp_path: Path,
 ) -> None:

@@ -279,3 +279,35 @@ async def test_a_batch_the_payment_journal_refused_is_not_counted_as_taken_in(
         await wait_until(lambda: sum(call.answered == "ok" for call in polls()) >= 3, 30)
         assert intake.count == 0
         assert {call.params.get("limit") for call in polls()} == {2}
+
+
+async def test_a_long_texts_next_part_held_back_at_telegram_still_joins_it(
+    tmp_path: Path,
+) -> None:
+    # The app sends a long text as parts, one right after another; the first waits a second
+    # for the next, which a full intake left at Telegram: it was asked alone, then the rest.
+    first = " ".join(f"Line {i} of the report." for i in range(200))[:4090]
+    async with running_stack(tmp_path, answer="One answer.", updates_in_hand=2) as stack:
+        intake: Intake = stack.veil.dispatcher[INTAKE]
+        intake.slow = HELD
+        stack.telegram.send_text(USER, first)
+        await wait_until(lambda: intake.count == 0 and bool(stack.telegram.calls_of("getUpdates")))
+        # The first part waits for the next (it let the next in): fill the intake, and let
+        # the poll in flight end (it would bring the next part), so the next poll waits.
+        for key in ("a", "b"):
+            intake.take(key)
+        await wait_until(lambda: intake.waited >= 1)
+        stack.telegram.send_text(USER, "What do you make of it?")
+        await asyncio.sleep(1.5)  # past the usual wait for the next part
+        assert not stack.telegram.sent_messages(USER)
+        for key in ("a", "b"):
+            intake.give_back(key)
+        (reply,) = await stack.final_messages(USER)
+        asked = [
+            m["content"]
+            for request in stack.vllm.requests
+            for m in request["messages"]
+            if m["role"] == "user"
+        ]
+    assert reply["text"] == "One answer."
+    assert asked == [f"{first}\nWhat do you make of it?"]
