@@ -210,23 +210,26 @@ async def _confirm(bot: Bot, poll: GetUpdates) -> None:
 
 
 def waits_elsewhere() -> None:
-    """The update this task handles waits for Telegram now (a chat's pace, a flood wait).
+    """The update this task handles waits for its chat or for Telegram now: it leaves the count.
 
-    It leaves the count, as one waiting for its chat does (``bot.order``): a group's notices
+    Behind its chat's update before it, or letting the chat's next in (``bot.order``); for a
+    chat's pace or a flood wait (``bot.editing``, ``bot.telegram``): a group's notices
     waiting minutes for its pace, or every call waiting out a flood, held the bot's intake
     (each for ``SLOW_S``), and a group's burst of them kept every other chat's updates
     waiting at Telegram. In a task an update's handling started (a detached answer), it lets
     that update go, if still in hand; nothing once it was handled, nothing outside any.
     """
-    let_go = _IN_HAND.get()
-    if let_go is not None:
-        let_go()
+    leaving()()
 
 
-def give_back(intake: object, update_id: int) -> None:
-    """The update waits for its chat now (``bot.order``), not for the bot: it leaves the count.
+def leaving() -> Callable[[], None]:
+    """What lets the update this task handles out of the count, called from any task later.
 
-    ``intake``: the dispatcher's (``data[INTAKE]``); none in a dispatcher built without one.
+    For a callback handed on (``let_next_in``), which its caller may run in a task of its own;
+    one that does nothing outside an update's handling.
     """
-    if isinstance(intake, Intake):
-        intake.give_back(update_id)
+    return _IN_HAND.get() or _stays
+
+
+def _stays() -> None:
+    """Outside an update's handling: nothing to let go."""

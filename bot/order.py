@@ -37,7 +37,7 @@ from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.types import Update
 
-from bot.intake import INTAKE, give_back
+from bot.intake import leaving, waits_elsewhere
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -148,12 +148,11 @@ class UpdateOrder(BaseMiddleware):
             turn = self.take(event)
         if not isinstance(turn, Turn):
             return await handler(event, data)
-        intake = data.get(INTAKE)
         try:
             if not self.first(turn):  # it waits for its chat, not for the bot
-                give_back(intake, turn.update_id)
+                waits_elsewhere()
             await turn.come(self.patience)
-            data[LET_NEXT_IN] = functools.partial(_let_next_in, turn, intake)
+            data[LET_NEXT_IN] = functools.partial(_let_next_in, turn, leaving())
             return await _telling_errors(handler, event, data)
         finally:
             turn.done()
@@ -177,10 +176,10 @@ async def _telling_errors(
     return await ErrorsMiddleware(dispatcher)(handler, event, data)
 
 
-def _let_next_in(turn: Turn, intake: object) -> None:
+def _let_next_in(turn: Turn, leave: Callable[[], None]) -> None:
     """The handler waits for the chat's next update: it may start, and this one waits for it."""
     turn.done()
-    give_back(intake, turn.update_id)
+    leave()
 
 
 def _later(waiting: Turn, turn: Turn) -> bool:

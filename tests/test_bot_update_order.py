@@ -15,7 +15,6 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 from structlog.testing import capture_logs
 
-from bot.intake import INTAKE, Intake
 from bot.order import LET_NEXT_IN, UpdateOrder
 from bot.shutdown import drain
 from tests.botstack import TOKEN, running_stack
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from aiogram.types import ErrorEvent, Message
+
+    from bot.intake import Intake
 
 USER = 5301
 OTHER = 5302
@@ -112,7 +113,6 @@ async def _dispatcher(
     """A dispatcher with ``order`` (after ``intake``, outermost, as bot.app has them)."""
     dispatcher = Dispatcher(disable_fsm=True)
     if intake is not None:
-        dispatcher[INTAKE] = intake
         dispatcher.update.outer_middleware(intake)
     dispatcher.update.outer_middleware(order)
     recorder = _Recorder()
