@@ -165,13 +165,15 @@ class Pastes:
         if waiting is not None:
             waiting()
         held_until = loop.time() + PASTE_HELD_MOST
-        held = False
+        held = False  # updates held back at the last wait's end
         try:
-            while (left := paste.due - loop.time()) > 0 or (
-                not paste.ended and self._held_on(held, held_until)
-            ):
-                if left <= 0:  # held back, or was: one more wait for the part a poll may bring
-                    held = self._held is not None and self._held()
+            while True:
+                if (left := paste.due - loop.time()) <= 0:
+                    # Held back, or it was at the last wait's end: one more wait, for the part
+                    # a poll may be bringing.
+                    was, held = held, self._held is not None and self._held()
+                    if paste.ended or loop.time() >= held_until or not (was or held):
+                        break
                     paste.due = loop.time() + self._wait
                     continue
                 with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
@@ -182,12 +184,6 @@ class Pastes:
             if self._open.get(key) is paste:
                 del self._open[key]
         return "\n".join(paste.parts[index] for index in sorted(paste.parts))
-
-    def _held_on(self, held: bool, until: float) -> bool:  # noqa: FBT001 -- the loop's own flag
-        """Whether a part's wait, at its end, goes on for updates held back at Telegram."""
-        if self._held is None or asyncio.get_running_loop().time() >= until:
-            return False
-        return held or self._held()
 
 
 def _is_long(text: str) -> bool:
