@@ -470,6 +470,8 @@ class GroupKit:
         # supergroup → until when (``time.monotonic``) a getChat that failed is not asked
         # again, and whether Telegram refused it (``KIND_REFUSALS``)
         self._kind_unsaid: dict[int, tuple[float, bool]] = {}
+        # supergroup → the getChat about it in flight, which every question there then waits for
+        self._kind_asking: dict[int, asyncio.Future[bool | None]] = {}
         # When (``time.monotonic``) the flood wait Telegram last set on a look-up ends.
         self._flood_ends = 0.0
 
@@ -502,7 +504,8 @@ class GroupKit:
         not: were it closed since, one out of it is taken for a commenter, as where Telegram
         does not say. A getChat that failed is not asked again for a while
         (``KIND_REFUSED_FOR``, ``KIND_UNSAID_FOR``): each question waiting there made one,
-        each failing as the one before it.
+        each failing as the one before it. Nor is one in flight: a question there meanwhile
+        waits for its answer (two made at once each failed, each a call).
         """
         if basic:
             return True
@@ -511,6 +514,14 @@ class GroupKit:
             return remembered
         if self._kind_unsaid.get(chat_id, (0.0, False))[0] > time.monotonic():
             return None
+        asking = self._kind_asking.get(chat_id)
+        if asking is None:
+            asking = self._kind_asking[chat_id] = asyncio.ensure_future(self._ask_kind(chat_id))
+            asking.add_done_callback(lambda _: self._kind_asking.pop(chat_id, None))
+        return await asyncio.shield(asking)  # one asker's cancel is not the others'
+
+    async def _ask_kind(self, chat_id: int) -> bool | None:
+        """``members_only``'s getChat, its answer or its failure remembered."""
         try:
             chat = await self.look_up(GetChat(chat_id=chat_id))
         except UNSAID as exc:

@@ -154,3 +154,15 @@ async def test_a_failed_group_kind_look_up_is_not_made_again_by_each_question(
     assert kinds_asked == [description]  # Bob's; not Dave's, nor Carol's
     assert answers == [ANSWER]
     assert to_dave == [ANSWER]
+
+
+async def test_questions_asking_a_groups_kind_at_once_share_one_look_up(tmp_path: Path) -> None:
+    # Two questions whose look-ups met before the first getChat was answered each made one
+    # (each failing as the other): the CI's loaded machine let Dave's overtake Bob's answer.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.fail_next("getChat", status=400, description="Bad Request: chat not found")
+        kit = stack.veil.dispatcher["kit"]
+        kinds = await asyncio.gather(*(kit.members_only(GROUP, basic=False) for _ in range(3)))
+        asked = len(stack.telegram.calls_of("getChat"))
+    assert kinds == [None, None, None]  # Telegram did not say, for any of them
+    assert asked == 1
