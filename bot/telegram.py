@@ -70,6 +70,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import (
     ClientDecodeError,
+    TelegramAPIError,
     TelegramBadRequest,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -120,6 +121,8 @@ _SHORT_LIVED = (AnswerInlineQuery, AnswerGuestQuery, AnswerCallbackQuery, Answer
 # as this, so no wait, pacer or deadline built from it overflows (OverflowError), and a poll
 # waits no more than an hour before it asks again (another 429 if Telegram meant it).
 MOST_RETRY_AFTER = 3_600
+# The flood wait of a 429 that names none (``retry_after`` 0 or absent, no ``Retry-After``).
+UNNAMED_RETRY_AFTER = 1
 QUERY_LIFE = 10.0  # seconds a query can be answered (~10 s reported; 10 s for a checkout)
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
@@ -358,21 +361,42 @@ class TurnTakingSession(AiohttpSession):
             raise UnreadableReply(message, ValueError(f"HTTP {reply.status}"), None, method)
         if not HTTPStatus.OK <= reply.status <= HTTPStatus.IM_USED:
             raw = _described(raw, reply.status)
+        return self._result(bot, method, reply.status, raw, reply.headers.get("Retry-After"))
+
+    def _result(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        status: int,
+        raw: str,
+        asked_wait: str | None,
+    ) -> TelegramType:
+        """The call's result from Telegram's reply (``status``, body ``raw``), or its error.
+
+        ``asked_wait``: the reply's ``Retry-After`` header, read for a 429 that names no wait.
+        """
         try:
-            response = self.check_response(
-                bot=bot, method=method, status_code=reply.status, content=raw
-            )
+            response = self.check_response(bot=bot, method=method, status_code=status, content=raw)
         except TelegramRetryAfter as exc:
             if exc.retry_after > MOST_RETRY_AFTER:
                 log.warning("telegram.retry_after_capped", method=method.__api_method__)
                 exc.retry_after = MOST_RETRY_AFTER
             raise
+        except TelegramAPIError as exc:
+            # aiogram reads a flood wait only from a ``retry_after`` that is true: a 429 with 0,
+            # or none (a proxy's, a rate limiter's before the Bot API), was a plain error, not
+            # tried again, and the answer it carried was lost to an apology. It is flood
+            # control all the same: its ``Retry-After`` header, else a second.
+            if status != HTTPStatus.TOO_MANY_REQUESTS or type(exc) is not TelegramAPIError:
+                raise
+            wait = _header_wait(asked_wait)
+            raise TelegramRetryAfter(method=method, message=exc.message, retry_after=wait) from None
         except ClientDecodeError as exc:
             # aiogram's error quotes the reply (a page quoting the URL, a Message's text).
             message = f"{method.__api_method__}: {exc.message}: {describe(exc.original)}"
             # The Bot API's own "ok": the call went through; only its result did not validate.
             taken = (
-                reply.status == HTTPStatus.OK
+                status == HTTPStatus.OK
                 and isinstance(exc.data, dict)
                 and exc.data.get("ok") is True
             )
@@ -565,6 +589,17 @@ class UnreadableReply(ClientDecodeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def _header_wait(header: str | None) -> int:
+    """The seconds a 429's ``Retry-After`` header asks (whole seconds; an HTTP date is not read).
+
+    ``UNNAMED_RETRY_AFTER`` where it names none that is usable, at most ``MOST_RETRY_AFTER``.
+    """
+    seconds = header.strip() if header is not None else ""
+    if not seconds.isascii() or not seconds.isdigit():
+        return UNNAMED_RETRY_AFTER
+    return min(max(int(seconds), UNNAMED_RETRY_AFTER), MOST_RETRY_AFTER)
 
 
 def _described(raw: str, status: int) -> str:

@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bot.app import _start_polling, _start_webhook
-from bot.telegram import RetryMiddleware
+from bot.telegram import RetryMiddleware, _header_wait
 from tests.books import inconsistent_users
 from tests.botstack import QUICK_RETRY, TOKEN, WEBHOOK_SECRET, running_stack
 from tests.fakes.telegram import FakeTelegram
@@ -386,3 +386,41 @@ async def test_a_flood_wait_too_large_for_a_float_is_read_as_an_hour(
         assert await inconsistent_users(stack.veil.store) == []
     assert troubles(logs, caplog) == []
     assert "telegram.retry_after_capped" in [e["event"] for e in logs]
+
+
+@pytest.mark.parametrize("retry_after", [0, None], ids=["retry_after_0", "no_parameters"])
+async def test_a_429_that_names_no_wait_is_waited_out_and_tried_again(
+    tmp_path: Path,
+    logs: list[MutableMapping[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    retry_after: int | None,
+) -> None:
+    # A 429 "Too Many Requests" whose retry_after is 0 or absent (a proxy's, or a rate limiter
+    # in front of the Bot API): aiogram reads a flood wait only from a retry_after that is
+    # true, so it was a plain TelegramAPIError, not tried again: the answer was lost to an
+    # apology. It is a flood wait of a second now, tried again as any other.
+    async with running_stack(tmp_path, answer=ANSWER, final_retry_wait=QUICK_RETRY) as stack:
+        await stack.telegram.wait_for("getUpdates", lambda c: c.answered == "ok", timeout=10)
+        for method in ("sendMessage", "sendMessageDraft", "sendChatAction"):
+            stack.telegram.fail_next(
+                method, status=429, description="Too Many Requests", retry_after=retry_after
+            )
+        stack.telegram.send_text(USER, QUESTION)
+        assert await stack.stored_turns(USER, 2, within=30) == [QUESTION, ANSWER]
+        await wait_until(lambda: ANSWER in texts(stack), within=30)
+        assert texts(stack).count(ANSWER) == 1
+        assert await inconsistent_users(stack.veil.store) == []
+    assert troubles(logs, caplog) == []
+    assert "telegram.retry_after" in [e["event"] for e in logs]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, 1), ("0", 1), ("7", 7), (" 12 ", 12), (str(10**400), 3600), ("٣", 1), ("soon", 1)],
+)
+def test_a_429_without_retry_after_waits_what_its_header_asks(
+    header: str | None, seconds: int
+) -> None:
+    # Whole seconds only, as Telegram writes them; an HTTP date, a non-ASCII digit or a wait
+    # past the hour is not taken as said.
+    assert _header_wait(header) == seconds
