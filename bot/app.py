@@ -80,7 +80,8 @@ if TYPE_CHECKING:
 
     from bot.settings import BotSettings
     from models.outbox import Progress, Undelivered
-    from services.chat import ChatService, Sent
+    from services.chat import ChatService
+    from services.questions import Sent
     from services.ton.books import TonBooks
     from services.ton.watcher import TonWatcher
 

@@ -88,7 +88,7 @@ if TYPE_CHECKING:
     from aiogram import Bot
 
     from models.outbox import Outbound
-    from services.chat import Sent
+    from services.questions import Sent
 
 
 log = structlog.get_logger("veil.editing")

@@ -37,16 +37,9 @@ from bot.listeners import METRICS_CONNECTIONS
 from common.connections import ConnectionGuard, GuardedSite, guard_app
 from models import StorageError
 from models.outbox import Progress
-from services.chat import (
-    Answer,
-    AnswerSink,
-    ChatService,
-    CountingSink,
-    Followup,
-    Question,
-    ReasoningSink,
-)
+from services.chat import ChatService
 from services.errors import LedgerUnavailable, VeilError
+from services.questions import Answer, AnswerSink, CountingSink, Followup, Question, ReasoningSink
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable

@@ -52,11 +52,12 @@ from handlers.replies import (
     unread,
     went_out,
 )
-from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink
+from services.chat import CONTINUE_PROMPT, CUT
 from services.documents import TextFile
 from services.errors import AnswerInProgress, InferenceError
 from services.fitting import quoted
 from services.kept import Firsts
+from services.questions import Question, ReasoningSink
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -74,8 +75,9 @@ if TYPE_CHECKING:
     from handlers.failures import Failures
     from handlers.sinks import Drafts, DraftTarget
     from models.outbox import Finish, Progress
-    from services.chat import Answer, ChatService
+    from services.chat import ChatService
     from services.credit import Credit
+    from services.questions import Answer
 
 PASTE_PART = 3500  # UTF-16 units: a message this long may be one part of a longer text
 PASTE_WAIT = 1.0  # seconds such a message waits for the next part
@@ -371,7 +373,7 @@ class _Starting:
 
     @property
     def progress(self) -> Progress:
-        """The final answer's messages Telegram took so far (``services.chat.CountingSink``)."""
+        """The final answer's messages Telegram took so far (``services.questions.CountingSink``)."""
         return self.sink.progress
 
     def recording(self, record: Callable[[Progress], Awaitable[None]]) -> None:

@@ -83,11 +83,11 @@ from handlers.replies import (
 )
 from models.outbox import Outbound
 from services.answers import Shown
-from services.chat import Question
 from services.errors import AnswerInProgress, InsufficientCredit, VeilError
 from services.fitting import quoted
 from services.groups import Posting
 from services.kept import Firsts
+from services.questions import Question
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable

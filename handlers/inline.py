@@ -54,8 +54,8 @@ from handlers.replies import (
 )
 from models.outbox import Outbound
 from services.answers import Shown
-from services.chat import Question
 from services.errors import VeilError
+from services.questions import Question
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -65,7 +65,8 @@ if TYPE_CHECKING:
 
     from common.texts import Texts
     from handlers.sinks import EditedAnswer, Editors
-    from services.chat import Answer, ChatService
+    from services.chat import ChatService
+    from services.questions import Answer
 
 log = structlog.get_logger("veil.inline")
 

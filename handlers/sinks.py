@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from services.chat import AnswerSink, CountingSink
+from services.questions import AnswerSink, CountingSink
 
 if TYPE_CHECKING:
     from collections.abc import Callable

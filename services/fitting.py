@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from models import TokenCount
-    from services.chat import Question
     from services.documents import TextFile
+    from services.questions import Question
 
 _WINDOW_STATED = re.compile(
     r"maximum context length is (\d+) tokens|available context size \((\d+) tokens\)"

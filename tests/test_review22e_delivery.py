@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from models import MasterKey, Store
 from models.outbox import Outbound
-from services.chat import ChatService, Sent
+from services.chat import ChatService
 from services.credit import Credit
 from services.prices import Prices
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from models.outbox import Undelivered
+    from services.questions import Sent
 
 USER = 9231
 OTHER = 9232
