@@ -57,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections import OrderedDict
 from contextvars import ContextVar
 from http import HTTPStatus
@@ -97,6 +98,7 @@ from pydantic import ValidationError
 from bot.intake import waits_elsewhere
 from bot.pruned import unread_envelope, without_unread
 from common.logs import describe, without_token
+from common.waits import retry_after
 from sealed.encoding import well_formed
 
 if TYPE_CHECKING:
@@ -592,14 +594,15 @@ class UnreadableReply(ClientDecodeError):
 
 
 def _header_wait(header: str | None) -> int:
-    """The seconds a 429's ``Retry-After`` header asks (whole seconds; an HTTP date is not read).
+    """The whole seconds a 429's ``Retry-After`` header asks (seconds, or an HTTP-date).
 
-    ``UNNAMED_RETRY_AFTER`` where it names none that is usable, at most ``MOST_RETRY_AFTER``.
+    ``UNNAMED_RETRY_AFTER`` where it names none that is usable (or none at all), at most
+    ``MOST_RETRY_AFTER``.
     """
-    seconds = header.strip() if header is not None else ""
-    if not seconds.isascii() or not seconds.isdigit():
+    asked = retry_after(header, time.time())
+    if asked is None:
         return UNNAMED_RETRY_AFTER
-    return min(max(int(seconds), UNNAMED_RETRY_AFTER), MOST_RETRY_AFTER)
+    return max(math.ceil(min(asked, MOST_RETRY_AFTER)), UNNAMED_RETRY_AFTER)
 
 
 def _described(raw: str, status: int) -> str:

@@ -373,7 +373,7 @@ class _Starting:
 
     @property
     def progress(self) -> Progress:
-        """The final answer's messages Telegram took so far (``services.questions.CountingSink``)."""
+        """The final answer's messages Telegram took so far (``CountingSink``'s)."""
         return self.sink.progress
 
     def recording(self, record: Callable[[Progress], Awaitable[None]]) -> None:

@@ -416,11 +416,21 @@ async def test_a_429_that_names_no_wait_is_waited_out_and_tried_again(
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(None, 1), ("0", 1), ("7", 7), (" 12 ", 12), (str(10**400), 3600), ("٣", 1), ("soon", 1)],
+    [
+        (None, 1),
+        ("0", 1),
+        ("7", 7),
+        (" 12 ", 12),
+        (str(10**400), 3600),
+        ("٣", 1),
+        ("soon", 1),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 1),  # a date past
+        ("Fri, 01 Jan 9999 00:00:00 GMT", 3600),
+    ],
 )
 def test_a_429_without_retry_after_waits_what_its_header_asks(
     header: str | None, seconds: int
 ) -> None:
-    # Whole seconds only, as Telegram writes them; an HTTP date, a non-ASCII digit or a wait
-    # past the hour is not taken as said.
+    # Read as the gateway's and the relay's are (``common.waits``), then at least a second and
+    # at most the hour: no wait spins, none overflows a deadline.
     assert _header_wait(header) == seconds
