@@ -260,7 +260,7 @@ async def running_veil(
                     if recovered:
                         log.warning("bot.holds_recovered", count=recovered)
                     # Answers a process that died was delivering: this one delivers them now.
-                    if undelivered := await veil.chat.release_undelivered():
+                    if undelivered := await veil.chat.deliveries.release_undelivered():
                         log.warning("bot.undelivered_released", count=undelivered)
                     # The payment desk's claims left by a process that died (none runs beside).
                     if claims := await veil.desk.journal.release_all():
@@ -445,7 +445,7 @@ async def upkeep(veil: Veil, every: float) -> None:
     cancels: PlanCancels = veil.dispatcher["plan_cancels"]
     while True:
         try:
-            await veil.chat.deliver_undelivered(functools.partial(deliver_again, veil))
+            await veil.chat.deliveries.deliver_undelivered(functools.partial(deliver_again, veil))
         except VeilError:
             log.exception("bot.upkeep_failed")
         try:
@@ -475,7 +475,7 @@ async def deliver_again(veil: Veil, answer: Undelivered) -> Sent | Progress:
     shows it once however often it is made. A private answer's messages Telegram took before
     (``answer.progress``) are not sent again; of one not taken whole now, those it took are
     what comes back (the next pass goes on from there), each recorded as it is taken
-    (``ChatService.took``). A refusal for good (the bot blocked, the message deleted) is not
+    (``Deliveries.took``). A refusal for good (the bot blocked, the message deleted) is not
     tried again; a flood wait or a 5xx past the tries leaves it to the next pass.
 
     A private answer looks like the live one: it replies to its question (if that is gone, it
@@ -494,7 +494,7 @@ async def deliver_again(veil: Veil, answer: Undelivered) -> Sent | Progress:
         sink = veil.dispatcher["drafts"](
             place.chat_id, thread_id=place.thread_id, reply_to=finish.reply_to
         )
-        sink.recording(functools.partial(veil.chat.took, answer.request_id))
+        sink.recording(functools.partial(veil.chat.deliveries.took, answer.request_id))
         await sink.complete(answer.text, answer.progress)
         await chat_handlers.note_ending(sink, texts, answer.request_id, finish)
     except TELEGRAM_LATER as exc:

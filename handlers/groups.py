@@ -765,7 +765,7 @@ class _GroupAnswer:
             # The final edit, if a flood wait outlasted the answer; then the answer is delivered.
             shown = await sink.finished()
             if answer.text:
-                await self.kit.chat.delivered(answer.request_id, shown=shown)
+                await self.kit.chat.deliveries.delivered(answer.request_id, shown=shown)
             self.shown = None
             if not answer.text:  # never a placeholder left with its stop button
                 editors.chains.remember(chat_id, placeholder, ())

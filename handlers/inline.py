@@ -400,7 +400,7 @@ class _Followup:
         """
         shown = await self.sink.finished()
         if answer.text:
-            await self.chat.delivered(answer.request_id, shown=shown)
+            await self.chat.deliveries.delivered(answer.request_id, shown=shown)
         if not answer.text:
             await self.sink.say(self.texts("cancelled" if answer.stopped else "error_backend"))
         elif answer.finish_reason == "length" and not answer.stopped:

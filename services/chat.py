@@ -39,12 +39,9 @@ the answer and returns, so the update and everything its handling keeps are free
 answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
 gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 
-An answer's charge also writes where its final message goes and its text, sealed
-(``models.outbox``), deleted once Telegram took the message and its notes: what a crash, or
-a Telegram down past the message's tries, kept from its user is delivered by the next start or
-upkeep (``deliver_undelivered``), within ``DELIVER_WITHIN_S``. So is a private answer's part
-that streamed before a failure, with how it ended (``Finish``: the note under it); each of a
-private answer's messages is recorded as Telegram takes it (``took``), so none is sent twice.
+An answer's charge also writes where its final message goes and its text, sealed, for a
+restart or a later pass to deliver what a crash or Telegram kept from its user
+(``services.delivery``: the service's ``deliveries``).
 
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
@@ -80,7 +77,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import functools
 import secrets
@@ -92,17 +88,18 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from common.folded import FoldedText
+from common.shielded import finished, written
 from common.visible import shows_nothing
-from models import ConversationNotFound, StorageError, TokenCount, outbox
-from models.outbox import Finish, Outbound, Progress
+from models import ConversationNotFound, TokenCount
+from models.outbox import Finish, Outbound
 from models.store import Writer
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
 from services.closing import CloseDeadline
 from services.credit import MIN_ANSWER_TOKENS
+from services.delivery import DELIVER_WITHIN_S, Deliveries
 from services.errors import (
     AnswerInProgress,
-    AnswerWithdrawn,
     ContextTooLong,
     ErasureInProgress,
     HistoryUnavailable,
@@ -130,7 +127,6 @@ from services.kept import Kept
 from services.questions import (
     Answer,
     AnswerSink,
-    CountingSink,
     Failed,
     Followup,
     Naming,
@@ -147,13 +143,12 @@ if TYPE_CHECKING:
 
     from models import Conversation, Store, UserRecord
     from models.holds import AnswerChat, Charge
-    from models.outbox import Ending, Undelivered
-    from models.store import AnswerRow, TurnsWriter
+    from models.outbox import Ending
+    from models.store import TurnsWriter
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
     from services.credit import Credit, Hold
     from services.documents import TextFile
-    from services.questions import Sent
 
 log = structlog.get_logger("veil.chat")
 
@@ -163,24 +158,8 @@ KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut an
 # Before a conversation's answer id while it ends (``ChatService._cut_begins``): no Continue
 # button carries it (a request id is hex), so none is taken for it.
 _ENDING = "ending:"
-# The answers a detached task's followup is still sending notes under (``_delivered_by``).
-_FOLLOWING: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
-    "following", default=None
-)
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
-# An answer whose final message a crash (or Telegram, down for long) kept from its user is
-# delivered at the next start (or the next upkeep) within this long of its charge; an older one
-# is dropped: a day later the user has asked again or moved on, and a reply to a question of
-# yesterday, arriving out of the blue, would confuse more than it helps (``deliver_undelivered``).
-DELIVER_WITHIN_S = 24 * 3600.0
-# Batches of answers left (``models.outbox.BATCH`` each) one upkeep pass delivers at most: at
-# Telegram's pace, about half a minute's sending, so the pass's other work is not held up for
-# long; what is left goes to the next pass (a minute later).
-DELIVER_BATCHES = 10
-# And for at most this long (seconds; about a sweep's interval): answers that are slow to go
-# out (a group's pace, flood waits) hold the upkeep's other work up no longer than that.
-DELIVER_PASS_S = 60.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
 CUT = "length"  # the finish reason of an answer cut at its length limit
 # The question a Continue button asks, in the model's own language of instructions; it is
@@ -312,10 +291,23 @@ class ChatService:
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
     _delivered_open: set[str] = field(default_factory=set, init=False)
-    # Answers whose own final messages are going out now: no delivery pass here sends them.
-    _delivering: set[str] = field(default_factory=set, init=False)
+    # The answers' final messages and their rows (``services.delivery``).
+    deliveries: Deliveries = field(init=False)
     _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
     _close_deadline: CloseDeadline = field(default_factory=CloseDeadline, init=False)
+
+    def __post_init__(self) -> None:
+        # The clock and the lifetime read through the service at each use: a test may set
+        # its clock later, and the lifetime follows ``max_answer_seconds``.
+        self.deliveries = Deliveries(
+            self.store,
+            clock=self._now,
+            lifetime=lambda: self.hold_lifetime,
+            within=self.deliver_within,
+        )
+
+    def _now(self) -> float:
+        return self.clock()
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -346,7 +338,7 @@ class ChatService:
                 return await asyncio.shield(inner)
             except asyncio.CancelledError:
                 generation.stop.set()  # end the stream; the rest of the answer runs on
-                await _finished(inner)
+                await finished(inner)
                 raise
         finally:
             generation.opened.set()  # ended: it reads no conversation now
@@ -424,21 +416,18 @@ class ChatService:
     async def _detached(
         self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
     ) -> None:
-        following: set[str] = set()  # answers whose notes its followup sends (``_delivered_by``)
-        _FOLLOWING.set(following)  # this task's context, and the answer's task made in it
-        try:
-            await work
-        except Exception as exc:  # noqa: BLE001 -- every failure is the caller's to report
+        with self.deliveries.following():
             try:
-                await failed(exc)
-            except Exception as unreported:  # noqa: BLE001 -- the edge: a log line, no text
-                log.warning(
-                    "chat.failure_unreported",
-                    error=type(exc).__name__,
-                    reporting=type(unreported).__name__,
-                )
-        finally:
-            self._delivering -= following
+                await work
+            except Exception as exc:  # noqa: BLE001 -- every failure is the caller's to report
+                try:
+                    await failed(exc)
+                except Exception as unreported:  # noqa: BLE001 -- the edge: a log line, no text
+                    log.warning(
+                        "chat.failure_unreported",
+                        error=type(exc).__name__,
+                        reporting=type(unreported).__name__,
+                    )
 
     def cancel(self, user_id: int, stop_tag: StopTag | None = None) -> bool:
         """Ask the user's streaming answer to stop; False if none is streaming.
@@ -735,17 +724,17 @@ class ChatService:
         """
         place = question.outbound if question.private else None
         finish = Finish(question.reply_to, _ending(exc), exc.retry)
-        row = self._outbound(question.user_id, place, hold.request_id, delivered, finish)
+        row = self.deliveries.row_for(question.user_id, place, hold.request_id, delivered, finish)
         settling = asyncio.ensure_future(
             self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by, also=row)
         )
         try:
-            await _written(settling)  # charged before its text goes out, as before
+            await written(settling)  # charged before its text goes out, as before
         except asyncio.CancelledError:  # the loop is tearing down: its row sends it
-            await self._sent(place, row, hold.request_id, sent=False)
+            await self.deliveries.sent(place, row, hold.request_id, sent=False)
             await sink.abort()  # no draft or "typing…" after it, the bot's session closed
             raise
-        await self._deliver(
+        await self.deliveries.deliver(
             sink,
             delivered,
             hold.request_id,
@@ -848,7 +837,7 @@ class ChatService:
         finish_reason = completion.finish_reason if completion else None
         ending: Ending | None = "cut" if finish_reason == CUT and not stopped else None
         finish = Finish(asked.reply_to, ending, file_read=asked.file_read)
-        outbound = self._outbound(user_id, asked.outbound, hold.request_id, text, finish)
+        outbound = self.deliveries.row_for(user_id, asked.outbound, hold.request_id, text, finish)
         # The user watched the text arrive in the drafts: the final message goes out while the
         # charge is written, not after it (when many answers end at once, the database's one
         # queue is the slowest part of their ends). Both are done before the answer is.
@@ -868,7 +857,7 @@ class ChatService:
             self._cut_begins(user_id, asked.thread_id, hold.request_id)
         # Not delivered now, the outbox sends it with its Continue: that button then goes on.
         cut = functools.partial(self._left_cut, asked, hold.request_id, turns)
-        await self._deliver(
+        await self.deliveries.deliver(
             sink,
             text,
             hold.request_id,
@@ -901,7 +890,7 @@ class ChatService:
             try:
                 await exchange.stored(self.store, turns)
             except HistoryUnavailable:  # told instead of its notes: they will not follow
-                await self._unnoted(asked.outbound, outbound, hold.request_id)
+                await self.deliveries.unnoted(asked.outbound, outbound, hold.request_id)
                 raise
             self._cut_ends(user_id, asked.thread_id, hold.request_id, cut=finish_reason == CUT)
             if asked.naming is not None:
@@ -930,308 +919,14 @@ class ChatService:
             retry=retry,
         )
 
-    def _outbound(
-        self,
-        user_id: int,
-        place: Outbound | None,
-        request_id: str,
-        text: str,
-        finish: Finish,
-    ) -> AnswerRow | None:
-        """The answer's row to deliver it again from (``models.outbox``); None: none to keep."""
-        if not text or place is None:
-            return None
-        now = int(self.clock())
-        return self.store.undelivered_writer(
-            user_id,
-            request_id,
-            place,
-            text,
-            now=now,
-            claimed_until=now + int(self.hold_lifetime),
-            finish=finish,
-        )
-
-    async def _deliver(  # noqa: PLR0913 -- the message, its row and the charge written with it
-        self,
-        sink: AnswerSink,
-        text: str,
-        request_id: str,
-        *,
-        place: Outbound | None,
-        row: AnswerRow | None,
-        settling: asyncio.Future[Charge],
-        left: Callable[[], None] | None = None,
-        notes: int = 0,
-    ) -> None:
-        """Send the final message (``text``; none: stop showing progress) as its charge is written.
-
-        Each message Telegram takes is recorded in the answer's row (``_recording``); at the
-        end the row is marked (``_sent``). The charge is written (``settling`` done) by the
-        time this returns, whatever cancels the caller meanwhile; a cancellation arriving
-        while that end is written goes on once it is (the caller stays cancelled). ``left`` is
-        called where the message did not go out now but its row was written with the charge:
-        the outbox sends it. ``notes``: the notes that go under it (``Finish.notes``), which the
-        caller's followup sends once this returns: its row stays until Telegram took the last
-        (``_recording``), so a bot killed before that sends them at its next start, and no
-        pass here sends them beside the followup (``_delivered_by``).
-        """
-        sent = False
-        self._delivering.add(request_id)
-        if text and isinstance(sink, CountingSink):
-            sink.recording(self._recording(request_id, row, settling, notes))
-
-        async def ended() -> None:
-            await _finished(settling)
-            taken = sink.progress if isinstance(sink, CountingSink) else Progress()
-            await self._sent(place, row, request_id, sent=sent, taken=taken, notes=notes)
-            if not sent and text and row is not None and row.stored:
-                if isinstance(sink, CountingSink):
-                    sink.kept()
-                if left is not None:
-                    left()
-
-        try:
-            if not text:
-                await sink.abort()
-            else:
-                await sink.complete(text)
-                sent = True
-        finally:
-            try:
-                ending = asyncio.ensure_future(ended())
-                await _written(ending)  # a cancellation meanwhile goes on once it is done
-                ending.result()
-            finally:
-                noting = sent and place is not None and not place.edited  # its notes to go
-                self._delivered_by(request_id, notes=notes if noting else 0)
-
-    async def _unnoted(
-        self, place: Outbound | None, row: AnswerRow | None, request_id: str
-    ) -> None:
-        """A private answer that went out, its followup telling a failure: its row goes now.
-
-        The row waited for the notes under the answer (``_sent``), but the followup says its
-        history was not stored instead of sending them; a pass sent them minutes after that
-        apology, among them a Continue that asks nothing (the exchange it goes on from is not
-        stored).
-        """
-        if row is not None and row.stored and place is not None and not place.edited:
-            await self.delivered(request_id)
-
-    def _delivered_by(self, request_id: str, *, notes: int) -> None:
-        """Let a delivery pass have the answer's row: now, or (``notes`` to go) once they went.
-
-        Its notes go out after ``_deliver``, from its followup, in the task that runs both
-        (``detach``): a pass that took the row meanwhile (its claim run out under flood waits)
-        sent the note the followup was sending, and the user saw it twice. The row is left to
-        that task until it ends (``_FOLLOWING``); notes it could not send then go out from the
-        row once its claim does.
-        """
-        following = _FOLLOWING.get()
-        if notes and following is not None:
-            following.add(request_id)
-        else:
-            self._delivering.discard(request_id)
-
     def _left_cut(self, asked: _Asked, request_id: str, turns: TurnsWriter | None) -> None:
-        """A cut answer left to the outbox (``_deliver``'s ``left``): its Continue goes on.
+        """A cut answer left to the outbox (``deliver``'s ``left``): its Continue goes on.
 
         As for one delivered, only once its exchange is stored in its conversation, and only
         while that is still the conversation there (``_cut_ends``).
         """
         stored = turns is not None and bool(turns.stored)
         self._cut_ends(asked.user_id, asked.thread_id, request_id, cut=stored)
-
-    def _recording(
-        self,
-        request_id: str,
-        row: AnswerRow | None,
-        settling: asyncio.Future[Charge],
-        notes: int = 0,
-    ) -> Callable[[Progress], Awaitable[None]]:
-        """What records each message of the answer Telegram took in its row (one UPDATE each).
-
-        The row is written with the charge, beside the first message: a count waits for it.
-        A count that cannot be written is logged: a restart may send that message twice.
-        Cancelled meanwhile (the loop torn down at a stop past its deadline), the count of the
-        message Telegram took is still written, then the cancellation goes on: no more of the
-        answer goes out from a process that is stopping; its row sends the rest at the next
-        start. Taken before its row is written (the charge waiting for the database), the count
-        is written with the row (``AnswerRow.taken``): a stop whose store closes behind the
-        charge, before the count can follow it, does not send that message again. The notes
-        under it (``notes`` of them, its followup's) are counted the same way, and the last one
-        taken deletes the row: the answer is delivered whole only then.
-        """
-
-        async def record(progress: Progress) -> None:
-            if row is not None:
-                row.taken = progress  # in the row, if the charge has not written it yet
-            try:
-                await _written(settling)
-            except asyncio.CancelledError:
-                await self._count(request_id, row, progress)
-                raise
-            if notes and progress.notes >= notes and row is not None and row.stored:
-                await self.delivered(request_id)  # its last note taken: delivered whole
-                return
-            await self._count(request_id, row, progress)
-
-        return record
-
-    async def _count(self, request_id: str, row: Writer[bool] | None, progress: Progress) -> None:
-        """Record ``progress`` in the answer's row, where its charge wrote one."""
-        if row is not None and row.stored:
-            # Its row gone (another process delivered it past its claim): the user, who
-            # watched it stream, still gets the rest of this one.
-            with contextlib.suppress(AnswerWithdrawn):
-                await self.took(request_id, progress)
-
-    async def _sent(  # noqa: PLR0913 -- where it went, its row, and what of it was taken
-        self,
-        place: Outbound | None,
-        outbound: Writer[bool] | None,
-        request_id: str,
-        *,
-        sent: bool,
-        taken: Progress | None = None,
-        notes: int = 0,
-    ) -> None:
-        """The final message went out (or not): its row (if written) marked, or left to retry.
-
-        An edited answer's final edit may still be under way (a flood wait): whoever waits for
-        it says whether it was shown (``delivered``). ``taken``: the messages of an answer
-        not sent whole that Telegram took, which the retry leaves out. A private answer with
-        ``notes`` to go under it keeps its row (claimed) until the last is taken
-        (``_recording``); notes its followup could not send go out from the row once its claim
-        ends (the next delivery pass past it, or the next start).
-        """
-        if outbound is None or not outbound.stored:
-            return
-        if not sent:
-            await self.delivered(request_id, shown=False, taken=taken)
-        elif place is not None and not place.edited:
-            if taken is not None and taken.notes < notes:
-                return  # its notes go out now, each counted; the last deletes the row
-            await self.delivered(request_id)
-
-    async def delivered(
-        self, request_id: str, *, shown: bool = True, taken: Progress | None = None
-    ) -> None:
-        """Mark an answer's final message delivered; ``shown`` False: not, try it again later.
-
-        Marked once Telegram took it. A crash between the two sends it again at the next start:
-        a private answer then shows twice, which is better than never (an edit shows once). A
-        mark that cannot be written is logged: the answer may be delivered again. Not shown,
-        ``taken`` says which of its messages Telegram took: only the rest are tried again.
-        """
-        try:
-            if shown:
-                await self.store.delivered(request_id)
-            else:
-                await self.store.not_delivered(request_id, taken)
-        except StorageError as exc:
-            log.warning("chat.delivery_unmarked", request_id=request_id, error=type(exc).__name__)
-
-    async def took(self, request_id: str, progress: Progress) -> None:
-        """Record the messages of an answer Telegram took so far (its row's ``Progress``).
-
-        Told each message as it is taken, live or sent again (``CountingSink.recording``): a
-        bot killed between two of them resends from the first not taken. A count that cannot
-        be written is logged: that message may be sent twice. A row gone meanwhile (erased by
-        ``forget``, or delivered by another process) raises ``AnswerWithdrawn``: an answer
-        sent again stops there, nothing of an erased answer goes out after the erasure.
-        """
-        try:
-            kept = await self.store.write(lambda db: outbox.took(db, request_id, progress))
-        except StorageError as exc:
-            log.warning("chat.progress_unrecorded", request_id=request_id, error=type(exc).__name__)
-            return
-        if not kept:
-            raise AnswerWithdrawn("the answer's row is gone")
-
-    async def release_undelivered(self) -> int:
-        """Let this process deliver every answer left undelivered (no other one runs)."""
-        with history_failures("cannot release the answers to deliver"):
-            return await self.store.release_undelivered()
-
-    async def deliver_undelivered(
-        self, send: Callable[[Undelivered], Awaitable[Sent | Progress]]
-    ) -> int:
-        """Deliver the answers charged whose final message never went out; how many were sent.
-
-        A batch at a time (``models.outbox.BATCH``), oldest first, at most ``DELIVER_BATCHES``
-        of them and ``DELIVER_PASS_S`` a pass (the upkeep's other work waits for it; the next
-        pass goes on). Each
-        answer's claim is renewed just before it goes to ``send`` (not sent if it was lost: its
-        user erased it meanwhile, or another process took it once this pass's lease had ended),
-        then it is marked delivered, whether Telegram took it or refused it for good (the chat or
-        message gone, the bot blocked); at the first Telegram cannot take now, that one and the
-        rest are given back to the next pass, that one to be tried after the others (a flood
-        wait is often one chat's). One whose own messages, or the notes under them, are still
-        going out here (past its row's claim) is left to that, claimed anew. Of a long private
-        answer not taken whole, the messages Telegram took are recorded with it (``send`` gives
-        a ``Progress``): the next pass sends the rest only; one whose row is gone as its
-        messages go out (erased: ``AnswerWithdrawn``) sends no more of them. Answers older than
-        ``deliver_within`` are dropped unsent (``DELIVER_WITHIN_S``).
-        """
-        sent = 0
-        began = self.clock()
-        for _ in range(DELIVER_BATCHES):
-            now = int(self.clock())
-            claimed = now + int(self.hold_lifetime)
-            with history_failures("cannot read the answers to deliver"):
-                taken, dropped = await self.store.claim_undelivered(
-                    now, claimed, now - int(self.deliver_within)
-                )
-            if dropped:
-                log.warning("chat.undelivered_dropped", count=dropped)
-            if not taken and not dropped:
-                break
-            for index, answer in enumerate(taken):
-                if self.clock() - began >= DELIVER_PASS_S:  # the rest to the next pass
-                    untried = [(0, left.request_id, claimed) for left in taken[index:]]
-                    with history_failures("cannot give the answers to deliver back"):
-                        await self.store.give_back_undelivered(untried)
-                    return sent
-                renewed = int(self.clock()) + int(self.hold_lifetime)
-                with history_failures("cannot read the answers to deliver"):
-                    if not await self.store.confirm_undelivered(
-                        answer.request_id, claimed, renewed
-                    ):
-                        continue  # erased since, or another process's now
-                if answer.request_id in self._delivering:
-                    # Still going out (a many-message answer's flood waits may outlast its
-                    # claim): kept, claimed anew, until its own end marks it.
-                    continue
-                try:
-                    outcome = await send(answer)
-                except AnswerWithdrawn:  # erased (or delivered elsewhere) as it went out
-                    log.info(
-                        "chat.redelivery_withdrawn",
-                        user_id=answer.user_id,
-                        request_id=answer.request_id,
-                    )
-                    continue
-                progress = outcome if isinstance(outcome, Progress) else None
-                log.info(
-                    "chat.redelivered",
-                    user_id=answer.user_id,
-                    request_id=answer.request_id,
-                    surface=answer.place.surface,
-                    outcome="later" if progress is not None else outcome,
-                    parts=None if progress is None else progress.rich + progress.parts,
-                )
-                if progress is not None or outcome == "later":  # after the others (``claim``)
-                    back = [(int(self.clock()), answer.request_id, renewed)]
-                    back += [(0, left.request_id, claimed) for left in taken[index + 1 :]]
-                    mark = None if progress is None else (answer.request_id, renewed, progress)
-                    with history_failures("cannot give the answers to deliver back"):
-                        await self.store.give_back_undelivered(back, mark)
-                    return sent
-                await self.delivered(answer.request_id)
-                sent += outcome == "sent"
-        return sent
 
     async def _hold(  # noqa: PLR0913 -- one request's figures and where it is answered
         self,
@@ -1271,7 +966,7 @@ class ChatService:
         try:
             return await asyncio.shield(write)
         except asyncio.CancelledError:
-            await _finished(write)
+            await finished(write)
             if not write.cancelled() and write.exception() is None:
                 await self.credit.release(write.result())
             raise
@@ -1314,7 +1009,7 @@ class ChatService:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            await _finished(task)
+            await finished(task)
             raise
 
     async def _stream(
@@ -1672,7 +1367,7 @@ class ChatService:
                 # ``answer`` lets go of the user on the next.
                 await asyncio.sleep(0)
             else:
-                await _finished(task)  # a waiting question's task waits for its previous
+                await finished(task)  # a waiting question's task waits for its previous
 
     async def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, refreshed."""
@@ -1691,7 +1386,7 @@ async def _previous_finished(generation: _Generation) -> None:
         try:
             await asyncio.wait([previous.task])  # never cancels it
         except asyncio.CancelledError:
-            await _finished(previous.task)
+            await finished(previous.task)
             raise
     generation.after = None
 
@@ -1748,26 +1443,6 @@ def _charged(settling: asyncio.Future[Charge], hold: Hold, user_id: int) -> Char
     except LedgerUnavailable:
         log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
         return None
-
-
-async def _written(task: asyncio.Future[Any]) -> None:
-    """Wait until ``task`` (a write) is done; a cancellation meanwhile is raised once it is.
-
-    Unlike ``_finished``, the waiter stays cancelled: what it would do after the write (send
-    the rest of an answer) is not done by a task the loop is tearing down.
-    """
-    try:
-        await asyncio.wait([task])  # never cancels it
-    except asyncio.CancelledError:
-        await _finished(task)
-        raise
-
-
-async def _finished(task: asyncio.Future[Any]) -> None:
-    """Wait until ``task`` is done, whatever cancels the waiter meanwhile (its error is left)."""
-    while not task.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait([task])
 
 
 @dataclass(eq=False)

@@ -213,7 +213,7 @@ class AnswerWithdrawn(ChatError):
     """An answer being sent again lost its row between two of its messages: the rest stays.
 
     Its user erased everything (``forget``) meanwhile, or another process took the row once
-    this one's claim had ended and delivered it. Raised by ``ChatService.took`` as Telegram
+    this one's claim had ended and delivered it. Raised by ``Deliveries.took`` as Telegram
     takes a message, so neither the next message nor the note under the answer goes out;
     ``deliver_undelivered`` takes it as the end of that answer's delivery. Never told a user.
     """

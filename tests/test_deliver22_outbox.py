@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from models import MasterKey, Store
 from models.outbox import Outbound
 from models.store import Writer
-from services.chat import DELIVER_WITHIN_S
 from services.credit import Credit
+from services.delivery import DELIVER_WITHIN_S
 from services.prices import Prices
 from tests.miniapp import page, settled, webapp_stack
 

@@ -42,7 +42,7 @@ PART = "".join(split_tokens(ANSWER)[:BROKE_AT])
 LONG = " ".join(f"sandpiper{i}" for i in range(700))
 CUT_AT = 16
 KILL_SITE = REPO / "tests" / "killsite"
-TOOK = "services.chat:ChatService.took"  # recording the messages Telegram took
+TOOK = "services.delivery:Deliveries.took"  # recording the messages Telegram took
 
 
 class SecondHeld(GatedTelegram):

@@ -85,7 +85,7 @@ async def test_an_answer_cancelled_while_its_count_waits_for_the_charge_sends_no
             # Telegram's answer to it read and its count waiting for the charge: the fake
             # records a message before the bot reads the reply, and a cancellation before that
             # reply (a loaded machine) leaves the message uncounted, which is not this test's.
-            await wait_until(lambda: awaiting(task, "ChatService._recording.<locals>.record"))
+            await wait_until(lambda: awaiting(task, "Deliveries._recording.<locals>.record"))
             task.cancel()
         finally:
             locker.close()  # the charge is written now
@@ -93,7 +93,7 @@ async def test_an_answer_cancelled_while_its_count_waits_for_the_charge_sends_no
             await asyncio.wait([task])
         sent = [str(m.get("text")) for m in telegram.sent_messages(USER)]
         left = rows(db, "SELECT parts_taken, claimed_until FROM undelivered")
-        await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         after = [str(m.get("text")) for m in telegram.sent_messages(USER)]
     assert sent == [first]  # the second message did not go out from the cancelled task
     assert task.cancelled()
@@ -126,7 +126,7 @@ async def test_an_answer_that_broke_off_cancelled_while_it_is_charged_leaves_its
         assert await stack.veil.chat.wait_idle(30)
         sent = [str(m.get("text")) for m in telegram.sent_messages(USER)]
         left = rows(db, "SELECT ending, claimed_until FROM undelivered")
-        await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         after = [str(m.get("text")) for m in telegram.sent_messages(USER)]
     assert sent == []  # the part did not go out from the cancelled task
     assert task.cancelled()

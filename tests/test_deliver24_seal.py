@@ -56,7 +56,7 @@ async def test_a_row_whose_reply_to_was_changed_in_the_file_replies_to_its_own_q
             changing.execute("UPDATE undelivered SET reply_to = ?", [other])
         with capture_logs() as logs:
             telegram.clear_failures()
-            sent_again = await stack.veil.chat.deliver_undelivered(
+            sent_again = await stack.veil.chat.deliveries.deliver_undelivered(
                 partial(deliver_again, stack.veil)
             )
         assert sent_again == 1

@@ -37,7 +37,7 @@ def awaited(task: asyncio.Task[object]) -> list[str]:
 def ending(task: asyncio.Task[object]) -> bool:
     """Whether the answer has shown its end and waits in ``_deliver`` for its charge."""
     chain = awaited(task)
-    return "ChatService._deliver" in chain and not any(n.endswith(".abort") for n in chain)
+    return "Deliveries.deliver" in chain and not any(n.endswith(".abort") for n in chain)
 
 
 async def test_an_answer_cancelled_while_its_end_waits_for_the_charge_stays_cancelled(

@@ -55,7 +55,7 @@ async def resent(tmp_path: Path, mode: str) -> tuple[list[str], list[tuple[objec
         assert rows(db, "SELECT ending, notes_taken FROM undelivered") == [("cut", 0)]
         telegram.clear_failures()
         telegram.misbehave("sendMessage", mode, when=lambda p: p.get("text") == CONTINUE_NOTE)
-        await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         sent = [str(m.get("text")) for m in telegram.sent_messages(USER)]
         left = rows(db, "SELECT notes_taken FROM undelivered")
     assert telegram.misbehaved == [("sendMessage", mode)]

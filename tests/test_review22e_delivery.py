@@ -71,7 +71,7 @@ async def test_an_answer_erased_while_a_pass_delivers_is_not_sent(tmp_path: Path
             await store.forget(USER)  # /forget, handled while this send is under way
             return "sent"
 
-        await service(store, Clock(NOW + 10)).deliver_undelivered(send)
+        await service(store, Clock(NOW + 10)).deliveries.deliver_undelivered(send)
         assert sent == ["first"]
         left = await store.read(
             lambda db: db.execute("SELECT COUNT(*) FROM undelivered").fetchone()[0]
@@ -108,11 +108,11 @@ async def test_a_replica_past_a_lapsed_lease_and_this_pass_never_send_one_answer
             clock.now += 20
             if answer.request_id == "a2":  # A's lease on the batch lapses: B's pass runs
                 clock.now += lease - 30  # past the batch's lease, within its own
-                await replica_b.deliver_undelivered(by_b)
+                await replica_b.deliveries.deliver_undelivered(by_b)
             return "sent"
 
-        await replica_a.deliver_undelivered(by_a)
-        await replica_a.deliver_undelivered(by_a)  # its next pass: nothing of B's again
+        await replica_a.deliveries.deliver_undelivered(by_a)
+        await replica_a.deliveries.deliver_undelivered(by_a)  # its next pass: nothing of B's again
         ids = sorted(request_id for _, request_id in sent)
         assert ids == ["a1", "a2", "a3"], sent
     finally:
@@ -143,7 +143,7 @@ async def test_a_pass_holds_a_batch_at_a_time_and_gives_it_back_when_telegram_ca
             return "later"
 
         chat = service(store, Clock(NOW + 10))
-        assert await chat.deliver_undelivered(send) == 0
+        assert await chat.deliveries.deliver_undelivered(send) == 0
         assert len(claimed) == 1
         assert claimed[0] <= 100  # a batch, not the 250
         with sqlite3.connect(path) as db:
@@ -169,7 +169,7 @@ async def test_a_pass_delivers_every_batch_oldest_first_each_once(tmp_path: Path
             sent.append(answer.request_id)
             return "sent"
 
-        assert await service(store, Clock(NOW + 10)).deliver_undelivered(send) == 230
+        assert await service(store, Clock(NOW + 10)).deliveries.deliver_undelivered(send) == 230
         assert sent == [f"r{number:03d}" for number in range(230)]
     finally:
         await store.close()
@@ -199,7 +199,7 @@ async def test_a_row_moved_to_another_chat_is_not_delivered_there(tmp_path: Path
             sent.append(answer.place)
             return "sent"
 
-        assert await service(store, Clock(NOW + 10)).deliver_undelivered(send) == 0
+        assert await service(store, Clock(NOW + 10)).deliveries.deliver_undelivered(send) == 0
         assert sent == []
         with sqlite3.connect(path) as db:
             (left,) = db.execute("SELECT COUNT(*) FROM undelivered").fetchone()
@@ -232,7 +232,7 @@ async def test_one_chat_under_a_long_flood_wait_does_not_hold_up_everyone_elses_
             return "sent"
 
         for _ in range(3):  # three upkeep passes, a minute apart
-            await chat.deliver_undelivered(send)
+            await chat.deliveries.deliver_undelivered(send)
             clock.now += 60
         assert sent == ["other-1", "other-2"]
         (left,), _ = await store.claim_undelivered(int(clock.now), int(clock.now) + 60, NOW)
@@ -261,8 +261,8 @@ async def test_a_slow_pass_hands_the_rest_to_the_next_and_lets_the_upkeep_go_on(
             clock.now += 25
             return "sent"
 
-        assert await chat.deliver_undelivered(send) == 3
-        assert await chat.deliver_undelivered(send) == 2  # the next pass goes on
+        assert await chat.deliveries.deliver_undelivered(send) == 3
+        assert await chat.deliveries.deliver_undelivered(send) == 2  # the next pass goes on
         assert sent == [f"slow-{number}" for number in range(5)]
     finally:
         await store.close()

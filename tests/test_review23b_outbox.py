@@ -3,7 +3,7 @@
 ``/forget`` erases a user's undelivered answers, and a delivery pass checks each answer's claim
 just before it sends it; but a long private answer sent again is several messages, and the
 erasure could land between two of them. The rest then still went out (and the note under it)
-after the user had erased everything. Each message's count (``ChatService.took``) now finds
+after the user had erased everything. Each message's count (``Deliveries.took``) now finds
 the row gone and stops the resend there. And a bot killed between an answer it sent again and
 the note under it sends the note alone at its next start (measured, not changed: killed after
 Telegram took that note and before the row is deleted, it sends the note twice; docs/money.md).

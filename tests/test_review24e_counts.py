@@ -53,7 +53,7 @@ async def test_a_row_whose_message_count_is_below_zero_sends_its_answer_whole_in
         assert rows(db, "SELECT parts_taken, claimed_until FROM undelivered") == [(0, 0)]
         alter(db, "UPDATE undelivered SET parts_taken = -1")
         telegram.clear_failures()
-        await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         sent = [str(m.get("text")) for m in telegram.sent_messages(USER)]
     assert sent == [first, second]
     assert rows(db, "SELECT 1 FROM undelivered") == []
@@ -82,7 +82,7 @@ async def test_a_row_whose_note_count_is_below_zero_sends_every_note_under_its_a
         assert rows(db, "SELECT ending, notes_taken FROM undelivered") == [("cut", 0)]
         alter(db, "UPDATE undelivered SET notes_taken = -1")
         telegram.clear_failures()
-        await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         sent = telegram.sent_messages(USER)
     notes = [str(m.get("text")) for m in sent[1:]]
     assert len(sent) == 3, notes

@@ -40,7 +40,7 @@ async def left_with_two_notes(stack: Stack, db: Path) -> None:
     # Of the resend's messages, the answer's and Continue's go out; the file's note is refused.
     # A flood wait longer than the bot waits (``bot.telegram.RetryMiddleware``): not now.
     telegram.fail_every(["sendMessage"], nth=3, status=429, retry_after=3600)
-    await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+    await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
     telegram.clear_failures()
 
 
@@ -60,7 +60,7 @@ async def test_the_second_note_refused_for_now_goes_out_alone_at_the_next_pass(
         await left_with_two_notes(stack, db)
         first = [str(m.get("text")) for m in stack.telegram.sent_messages(USER)]
         left = rows(db, "SELECT notes_taken, claimed_until > 0 FROM undelivered")
-        await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         sent = [str(m.get("text")) for m in stack.telegram.sent_messages(USER)]
     assert len(first) == 2, first
     assert first[1] == "✂️ The answer reached its length limit."
@@ -85,7 +85,7 @@ async def test_no_note_goes_out_after_the_user_forgot_between_the_two(tmp_path: 
         await left_with_two_notes(stack, db)
         first = len(stack.telegram.sent_messages(USER))
         await stack.veil.chat.forget(USER)
-        await stack.veil.chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await stack.veil.chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         sent = len(stack.telegram.sent_messages(USER))
     assert first == 2
     assert sent == first

@@ -47,8 +47,10 @@ async def test_a_cut_answer_whose_history_failed_gets_no_late_continue(tmp_path:
         await wait_until(lambda: bool(rows(db, "SELECT 1 FROM ledger WHERE kind = 'usage'")))
         assert await chat.wait_idle(30)
         texts = [str(m.get("text")) for m in telegram.sent_messages(USER)]
-        await chat.release_undelivered()  # as at the next start, or once the claim ran out
-        await chat.deliver_undelivered(partial(deliver_again, stack.veil))
+        await (
+            chat.deliveries.release_undelivered()
+        )  # as at the next start, or once the claim ran out
+        await chat.deliveries.deliver_undelivered(partial(deliver_again, stack.veil))
         after = [str(m.get("text")) for m in telegram.sent_messages(USER)]
         assert after == texts
         assert CONTINUE_NOTE not in after
