@@ -477,13 +477,22 @@ class ManagedProcess:
 
     @classmethod
     async def start(
-        cls, *args: str, env: dict[str, str], cwd: str | None = None, measured: bool = True
+        cls,
+        *args: str,
+        env: dict[str, str],
+        cwd: str | None = None,
+        measured: bool | None = None,
     ) -> ManagedProcess:
         """Start ``python args…`` with ``env`` (merged over a minimal base environment).
 
         Its stdout and stderr go to one pipe of ours (not asyncio's), so that ``deafen`` can
-        close our end of it as a launcher that died would. ``measured``: ``child_environment``'s.
+        close our end of it as a launcher that died would. ``measured``: ``child_environment``'s;
+        False for a child the test SIGKILLs (``kill``), which never writes coverage's data: its
+        tracer (about a third of its CPU) would buy nothing. None: measured unless it kills
+        itself (``VEIL_TEST_KILL_AT``, ``tests/killsite``).
         """
+        if measured is None:
+            measured = "VEIL_TEST_KILL_AT" not in env
         base = {**child_environment(measured=measured), **env}
         read_end, write_end = os.pipe()
         try:
@@ -590,9 +599,10 @@ async def asked_while_held(
     """Start ``python -m bot`` with ``env`` and have ``user`` send ``text``, sendMessage held.
 
     Returns once the bot's first sendMessage to ``user`` waits at ``telegram``, unanswered (the
-    gate's ``held_chats``, ``let_through`` and the like set before are kept).
+    gate's ``held_chats``, ``let_through`` and the like set before are kept). Each caller kills
+    it there, so it runs unmeasured (``ManagedProcess.start``).
     """
-    bot = await ManagedProcess.start("-m", "bot", env=env)
+    bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
     await bot.wait_for_line("bot.started")
     telegram.hold_messages_to(user)
     telegram.send_text(user, text)

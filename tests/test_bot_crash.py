@@ -51,7 +51,7 @@ async def test_kill_during_payments_and_answers_then_restart(tmp_path: Path) -> 
             "VEIL_FREE_TOKENS_PER_DAY": "0",
             "VEIL_MAX_ANSWER_TOKENS": "100",
         }
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         # Everyone pays for credit (orders unknown to the bot: credited and flagged).
         charges = {
@@ -123,7 +123,7 @@ async def test_answers_a_crash_cut_off_are_told_after_the_restart_and_not_charge
     async with process_stack(data, answer=answer, token_delay=0.05) as stack:
         telegram, vllm, env = stack.telegram, stack.vllm, stack.env
         telegram.state.topics.enabled = True
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         topic = telegram.create_topic(bob, "Trip")
         telegram.send_text(ann, "a long story please", language_code="ru")

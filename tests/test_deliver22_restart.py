@@ -78,7 +78,7 @@ async def test_a_group_answer_charged_when_the_bot_is_killed_is_edited_into_its_
     db = data / "veil.db"
     async with process_stack(data, answer=ANSWER) as stack:
         telegram = stack.telegram
-        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
+        bot = await ManagedProcess.start("-m", "bot", env=stack.env, measured=False)
         await bot.wait_for_line("bot.started")
         telegram.fail_next(
             "editMessageText", status=500, description="Internal Server Error", count=1000
@@ -163,7 +163,7 @@ async def test_an_inline_answer_charged_when_the_bot_is_killed_is_edited_in_at_r
     db = data / "veil.db"
     async with process_stack(data, answer=ANSWER) as stack:
         telegram = stack.telegram
-        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
+        bot = await ManagedProcess.start("-m", "bot", env=stack.env, measured=False)
         await bot.wait_for_line("bot.started")
         telegram.fail_next(
             "editMessageText", status=500, description="Internal Server Error", count=1000

@@ -241,7 +241,7 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
             "VEIL_FREE_TOKENS_PER_DAY": "0",
             "VEIL_DB_BUSY_TIMEOUT": "0.2",
         }
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         with ledger_locked(data / "veil.db"):
             charge = telegram.pay(USER, payload="order-kill", total_amount=50)

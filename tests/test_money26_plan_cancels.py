@@ -106,7 +106,7 @@ async def test_a_bot_killed_between_the_refund_and_the_cancel_cancels_once_resta
         telegram = stack.telegram
         assert isinstance(telegram, HeldCancels)
         env = stack.env | PLAN_ENV
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         charge = await _process_subscribe(telegram, "plan-kill")
         telegram.refunded(USER, payload="plan-kill", total_amount=300, charge_id=charge)

@@ -49,7 +49,7 @@ async def note_sent_at_restart(data: Path, shown: str, *, broke_off: bool) -> di
             stack.vllm.error_mid_stream_after = BROKE_AT
         else:
             env |= {"VEIL_MAX_ANSWER_TOKENS": str(CUT_AT), "VEIL_MIN_ANSWER_TOKENS": "8"}
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         telegram.hold_messages_to(USER)
         telegram.let_through = 1  # the answer's message is taken; its note waits, never taken

@@ -48,7 +48,7 @@ async def test_sigkill_between_the_credit_and_the_journal_credits_once_and_thank
         env = bot_env(telegram.url, gateway.url, gateway.verify_key, data) | {
             "VEIL_FREE_TOKENS_PER_DAY": "0",
         }
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         telegram.hold_messages_to(USER)
         charge = telegram.pay(USER, payload="order-kill", total_amount=50)

@@ -273,7 +273,7 @@ async def test_sigkill_between_a_refunds_ledger_write_and_its_journal_write(
     async with process_stack(data) as stack:
         telegram = stack.telegram
         env = stack.env | {"VEIL_FREE_TOKENS_PER_DAY": "0", "VEIL_DB_BUSY_TIMEOUT": "60"}
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         with contextlib.ExitStack() as journal_locked:
             with ledger_locked(data / "veil.db"):
@@ -446,7 +446,7 @@ async def test_sigkill_between_a_payments_take_back_and_its_journal_write(
     async with process_stack(data) as stack:
         telegram = stack.telegram
         env = stack.env | {"VEIL_FREE_TOKENS_PER_DAY": "0", "VEIL_DB_BUSY_TIMEOUT": "60"}
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         telegram.refunded(USER, payload="order-p", total_amount=50, charge_id=charge)
         await wait_until(lambda: early_refund_kept(data / "veil.db", charge))

@@ -77,7 +77,7 @@ async def test_sigkill_between_the_credit_and_the_notice_credits_once_and_tells_
             "VEIL_TON_POLL_INTERVAL": "0.1",
             "VEIL_TON_PACKS": "1000000000:250000000",
         }
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        bot = await ManagedProcess.start("-m", "bot", env=env, measured=False)
         await bot.wait_for_line("bot.started")
         comment = await order_comment(telegram)
         telegram.hold_messages_to(USER)
