@@ -203,6 +203,16 @@ def received(db: Database, order_id: str) -> int:
     return int(total)
 
 
+def credited_units(db: Database, order_id: str) -> int:
+    """The µ★ the payments credited to the order brought (as ``received``: by its comment)."""
+    (total,) = db.execute(
+        "SELECT COALESCE(SUM(units), 0) FROM ton_payments"
+        " WHERE order_id = ? AND status = 'credited' AND assigned_by IS NULL",
+        [order_id],
+    ).fetchone()
+    return int(total)
+
+
 def purge_orders(db: Database, expired_before: int) -> int:
     """Delete orders that expired before ``expired_before`` and no payment names; how many.
 

@@ -14,17 +14,22 @@ import pytest
 from pytoniq_core.boc.builder import Builder
 from structlog.testing import capture_logs
 
-from models.ton import TonCursor
+from models import ton as ton_storage
+from models.ton import TonCursor, TonPayment
+from services.audit import Auditor
 from services.ton import toncenter as toncenter_module
 from services.ton.errors import ToncenterTooLarge
+from services.ton.rules import credit
 from tests.books import inconsistent_users
-from tests.tonstack import ALICE, WALLET_RAW, TonStack, ton_stack
+from tests.tonstack import ALICE, DUST, WALLET_RAW, TonStack, ton_stack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
     from pytoniq_core.boc.cell import Cell
+
+    from models import Database
 
 GRAM = 1_000_000_000
 PACK_UNITS = 250_000_000
@@ -128,3 +133,104 @@ async def test_an_answer_too_large_even_for_one_record_stops_the_pass_and_skips_
     monkeypatch.undo()
     assert await watcher.poll() == 2
     assert await stack.balance(ALICE) == PACK_UNITS
+
+
+FIVE_GRAM_UNITS = 1_300_000_000  # the 5-Gram pack: 1,300 ★, 260 ★ a Gram (the 1-Gram: 250)
+
+
+async def audited(stack: TonStack) -> list[str]:
+    """What the audit finds wrong (empty when the books prove)."""
+    return (await Auditor(stack.store, []).run()).problems
+
+
+async def test_part_of_a_larger_pack_buys_no_more_than_the_smallest_packs_rate(
+    stack: TonStack,
+) -> None:
+    # Each payment was credited at its order's rate, whatever part of the order it paid: order
+    # the 5-Gram pack (260 ★ a Gram), send 1 Gram and leave it there, and the Gram bought 260 ★
+    # where the 1-Gram pack sells 250; again and again (the order cap counts an order paid in
+    # part, but it expires in an hour), every Gram at the largest pack's rate.
+    paid = (await stack.shop.create_order(ALICE, "gram", str(5 * GRAM))).order
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    watcher = stack.watcher()
+    await watcher.poll()
+    assert await stack.balance(ALICE) == PACK_UNITS  # the 1-Gram pack's rate, not 260 ★
+    assert stack.told[-1].payment.reason == "underpaid"
+    # The rest completes the pack: all five Gram at its rate, the pack's credit exactly.
+    stack.chain.add_transaction(WALLET_RAW, value=4 * GRAM, comment=paid.id)
+    await watcher.poll()
+    assert await stack.balance(ALICE) == FIVE_GRAM_UNITS
+    assert [b.payment.reason for b in stack.told] == ["underpaid", None]
+    assert await audited(stack) == []
+    assert await inconsistent_users(stack.store) == []
+
+
+async def test_an_exchange_short_by_its_fee_then_the_rest_gets_the_whole_pack(
+    stack: TonStack,
+) -> None:
+    # An exchange that takes its fee from the amount sends a little less; the payer sends the
+    # rest as told, in two payments: the pack's credit in full, and more paid is at its rate.
+    paid = (await stack.shop.create_order(ALICE, "gram", str(5 * GRAM))).order
+    short = 5 * GRAM - 30_000_001
+    for value in (short, DUST["gram"], 20_000_001 + GRAM):
+        stack.chain.add_transaction(WALLET_RAW, value=value, comment=paid.id)
+    await stack.watcher().poll()
+    extra = GRAM * FIVE_GRAM_UNITS // (5 * GRAM)
+    assert await stack.balance(ALICE) == FIVE_GRAM_UNITS + extra
+    assert [b.payment.reason for b in stack.told] == ["underpaid", "underpaid", "overpaid"]
+    assert stack.told[0].payment.units == short * PACK_UNITS // GRAM
+    assert await audited(stack) == []
+    assert await inconsistent_users(stack.store) == []
+
+
+async def test_the_audit_still_proves_payments_credited_at_their_orders_rate_before(
+    stack: TonStack,
+) -> None:
+    # Books written before review29a credited every part of an order at the order's rate,
+    # each rounded down on its own (a µ★ short of the whole at that rate, here): still sound.
+    # Edited by hand, a part credited above its order's rate, or an order paid in full whose
+    # payments credited more than all they brought at its rate, are found.
+    before, above, more = [
+        (await stack.shop.create_order(ALICE, "gram", str(5 * GRAM))).order for _ in range(3)
+    ]
+    rate = (5 * GRAM, FIVE_GRAM_UNITS)
+    rows = [
+        (before, GRAM - 1, "underpaid", rate[1], 0),
+        (before, 4 * GRAM + 1, None, rate[1], 0),
+        (above, GRAM, "underpaid", rate[1] + 5 * GRAM, 0),
+        (more, 5 * GRAM, None, rate[1], 1),
+    ]
+
+    def booked_before(db: Database) -> None:
+        for order, amount, reason, rate_units, edit in rows:
+            payment = TonPayment(
+                hash=os.urandom(32).hex(),
+                asset="gram",
+                lt=1,
+                utime=1,
+                sender=STRANGER,
+                amount=amount,
+                comment=order.id,
+                order_id=order.id,
+                status="credited",
+                reason=reason,
+                late=False,
+                user_id=ALICE,
+                units=amount * rate_units // rate[0] + edit,
+                created_at=1,
+                rate_amount=rate[0],
+                rate_units=rate_units,
+                credited_at=1,
+            )
+            ton_storage.insert_payment(db, payment)
+            credit(db, payment, 1)
+
+    await stack.store.write(booked_before)
+    problems = await audited(stack)
+    assert len(problems) == 2, problems
+    assert any(line.endswith("credited above its order's rate") for line in problems)
+    assert any(
+        line.startswith(f"ton order {more.id} ") and "credited 1300000001 µ★" in line
+        for line in problems
+    )
+    assert await inconsistent_users(stack.store) == []

@@ -4,8 +4,12 @@ What happens to a new transfer (``judge``):
 
 - below the asset's dust minimum: recorded ``dust``, never credited;
 - its comment names an order of the same asset that is not paid in full yet: ``credited``
-  with what actually arrived at the order's rate (``underpaid`` or ``overpaid`` when it is not
-  the exact rest; ``late`` after the order expired — credited all the same);
+  with what actually arrived (``late`` after the order expired — credited all the same). A
+  part that leaves the order short (``underpaid``) at the rate of the asset's smallest pack,
+  unless the order's is lower: a larger pack's rate is its price's, and part of it paid buys
+  no more than that part buys as packs. The payment that pays it in full (``overpaid`` past
+  it) at the order's rate for all the order's payments brought, less what the parts credited:
+  the pack's credit exactly, and any more at its rate;
 - no comment, a comment that names no order (or one for the other asset, or two orders), or
   an order already paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it
   to a user (at the rate of the order it named, or of the one of two it most likely paid,
@@ -29,17 +33,27 @@ from services.errors import BillingError
 from services.ton.shop import comment_order_ids, format_amount
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from models import Database
     from models.ton import Asset
     from services.ton.chain import Transfer
 
-__all__ = ["assigned_order", "credit", "judge", "payment_problems"]
+__all__ = ["assigned_order", "credit", "judge", "order_problems", "payment_problems"]
 
 
-def judge(db: Database, transfer: Transfer, dust: Mapping[Asset, int], now: int) -> TonPayment:
-    """The payment a new transfer is recorded as: ``dust``, ``credited`` or ``unmatched``."""
+def judge(
+    db: Database,
+    transfer: Transfer,
+    dust: Mapping[Asset, int],
+    now: int,
+    smallest: tuple[int, int] | None = None,
+) -> TonPayment:
+    """The payment a new transfer is recorded as: ``dust``, ``credited`` or ``unmatched``.
+
+    ``smallest``: (amount, µ★) of the asset's smallest pack sold now, the rate of a part
+    that leaves its order short (None: the order's own).
+    """
     payment = TonPayment(
         hash=transfer.hash,
         asset=transfer.asset,
@@ -69,21 +83,30 @@ def judge(db: Database, transfer: Transfer, dust: Mapping[Asset, int], now: int)
     if before >= order.amount:
         return replace(payment, reason="already_paid")
     total = before + transfer.amount
-    reason = None
+    rate = (order.amount, order.units)
     if total < order.amount:
-        reason = "underpaid"
-    elif total > order.amount:
-        reason = "overpaid"
+        reason: str | None = "underpaid"
+        if smallest is not None and _below(smallest, rate):
+            rate = smallest
+        units = transfer.amount * rate[1] // rate[0]
+    else:
+        reason = "overpaid" if total > order.amount else None
+        units = total * order.units // order.amount - storage.credited_units(db, order.id)
     return replace(
         payment,
         status="credited",
         reason=reason,
         late=transfer.utime > order.expires_at,
-        units=transfer.amount * order.units // order.amount,
-        rate_amount=order.amount,
-        rate_units=order.units,
+        units=units,
+        rate_amount=rate[0],
+        rate_units=rate[1],
         credited_at=now,
     )
+
+
+def _below(rate: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether (amount, µ★) ``rate`` buys less a unit than ``other``."""
+    return rate[1] * other[0] < other[1] * rate[0]
 
 
 def _named_order(db: Database, comment: str | None) -> tuple[TonOrder | str, tuple[str, ...]]:
@@ -145,23 +168,49 @@ def credit(db: Database, payment: TonPayment, now: int) -> None:
 def payment_problems(payment: TonPayment, order: TonOrder | None) -> list[str]:
     """What the audit finds wrong with one credited payment (empty when it adds up).
 
-    Its µ★ must be its amount at its stored rate, and a payment matched by its comment must
-    have been credited at its order's rate, to that order's user.
+    Its µ★ must be its amount at its stored rate; a payment matched by its comment must have
+    been credited to its order's user, in its asset, at no more than its order's rate (a part
+    that left the order short, at its smallest pack's), and the one that paid the order in full
+    at that rate (its µ★: ``order_problems``, with the order's other payments).
     """
-    found: list[str] = []
     if payment.rate_amount is None or payment.rate_units is None:
         return ["credited without a stored rate"]
-    expected = payment.amount * payment.rate_units // payment.rate_amount
-    if payment.units != expected:
+    rate = (payment.rate_amount, payment.rate_units)
+    found: list[str] = []
+    expected = payment.amount * rate[1] // rate[0]
+    if payment.units != expected and (payment.assigned_by is not None or _part(payment, order)):
         found.append(f"credited {payment.units} µ★, its amount at its rate is {expected}")
     if payment.assigned_by is None:
         if order is None:
             found.append("credited by comment, but its order is missing")
-        elif (order.amount, order.units, order.user_id, order.asset) != (
-            payment.rate_amount,
-            payment.rate_units,
-            payment.user_id,
-            payment.asset,
-        ):
-            found.append("its rate, user or asset is not its order's")
+        elif (order.user_id, order.asset) != (payment.user_id, payment.asset):
+            found.append("its user or asset is not its order's")
+        elif _below((order.amount, order.units), rate):
+            found.append("credited above its order's rate")
+        elif not _part(payment, order) and rate != (order.amount, order.units):
+            found.append("it paid its order in full at another rate than its order's")
     return found
+
+
+def order_problems(order: TonOrder, payments: Sequence[TonPayment]) -> list[str]:
+    """What the audit finds wrong with what an order's payments credited together.
+
+    ``payments``: those credited by its comment. Paid in full, they credited all that
+    arrived at the order's rate (the parts that left it short at a lower one, the payment
+    that paid it the rest); or, as booked before the parts were (review29a), each its own
+    amount at the order's rate.
+    """
+    arrived = sum(payment.amount for payment in payments)
+    if arrived < order.amount:
+        return []  # each a part: its amount at its rate (``payment_problems``)
+    credited = sum(payment.units for payment in payments)
+    expected = arrived * order.units // order.amount
+    each = all(p.units == p.amount * order.units // order.amount for p in payments)
+    if credited == expected or each:
+        return []
+    return [f"its payments credited {credited} µ★, all they brought at its rate is {expected}"]
+
+
+def _part(payment: TonPayment, order: TonOrder | None) -> bool:
+    """Whether a payment by comment left its order short (``underpaid``) when it came."""
+    return order is None or payment.reason == "underpaid"
