@@ -21,10 +21,10 @@ from services.ton import toncenter as toncenter_module
 from services.ton.errors import ToncenterTooLarge
 from services.ton.rules import credit
 from tests.books import inconsistent_users
-from tests.tonstack import ALICE, DUST, WALLET_RAW, TonStack, ton_stack
+from tests.tonstack import ALICE, BOB, DUST, WALLET_RAW, TonStack, ton_stack
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from pytoniq_core.boc.cell import Cell
@@ -234,3 +234,42 @@ async def test_the_audit_still_proves_payments_credited_at_their_orders_rate_bef
         for line in problems
     )
     assert await inconsistent_users(stack.store) == []
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param(lambda c: f"order {c[:4]}-{c[4:]}, thanks", id="a dash inside"),
+        pytest.param(lambda c: f"order {c[:4]}\u2014{c[4:]}, thanks", id="an em dash inside"),
+        pytest.param(lambda c: f"order {c[:3]}\u200b{c[3:]} thanks", id="a zero-width space"),
+        pytest.param(lambda c: f"thanks! {c[:5]}\u00ad{c[5:]}", id="a soft hyphen"),
+    ],
+)
+async def test_an_id_among_words_with_a_dash_or_an_invisible_inside_names_its_order(
+    stack: TonStack, typed: Callable[[str], str]
+) -> None:
+    # Dashes and invisible characters in a comment do not matter, and an id among other words
+    # is found; but one inside an id among words split it there, and the payment waited,
+    # unmatched, for an admin while the user heard nothing.
+    paid = (await stack.shop.create_order(ALICE, "gram", str(GRAM))).order
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed(paid.id))
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
+    assert [b.payment.order_id for b in stack.told] == [paid.id]
+    assert await inconsistent_users(stack.store) == []
+
+
+async def test_words_that_name_two_orders_once_joined_are_left_to_the_admins(
+    stack: TonStack,
+) -> None:
+    # Joined across a dash, one word names one order and the words either side another: which
+    # the payer meant is the admins' to say, as for any comment naming two.
+    first = (await stack.shop.create_order(ALICE, "gram", str(GRAM))).order
+    second = (await stack.shop.create_order(BOB, "gram", str(GRAM))).order
+    comment = f"{first.id[:4]}-{first.id[4:]} {second.id}"
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=comment)
+    await stack.watcher().poll()
+    assert [(p.status, p.reason) for p in await stack.books.recorded()] == [
+        ("unmatched", "two_orders")
+    ]
+    assert await stack.balance(ALICE) == await stack.balance(BOB) == 0
