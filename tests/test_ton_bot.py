@@ -224,7 +224,7 @@ async def test_underpaid_usdt_in_russian_says_what_arrived_and_what_is_left(
         text = await told(stack, BOB, 5)
         assert text == (
             f"Получено 0.4 USDT из 1 USDT по заказу {comment.group(1)}: начислено 28 ★ за то,"
-            " что пришло. Чтобы получить остальное, отправьте 0.6 USDT"
+            " что пришло. Чтобы получить весь пакет, 70 ★, отправьте оставшиеся 0.6 USDT"
             " с тем же комментарием. Баланс: 28 ★."  # noqa: RUF001 -- Russian
         )
 
@@ -396,12 +396,13 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
         )
         assert await told(stack, users["late"], 4) == (
             "Received 1 GRAM. 250 ★ added. Balance: 250 ★.\nIt arrived after the invoice"
-            " expired; it is credited at the invoice's rate all the same."
+            " expired; it is credited all the same."
         )
         forms = [await told(stack, users["forms"], n) for n in (4, 5, 6)]
         under = (
             f"Received 0.25 GRAM of the 1 GRAM for order {comments['forms']}: 62.5 ★ added for"
-            " what arrived. To get the rest, send {rest} GRAM with the same comment."
+            " what arrived. To get the whole pack, 250 ★, send the remaining {rest} GRAM with"
+            " the same comment."
             " Balance: {balance} ★."
         )
         assert forms == [
