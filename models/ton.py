@@ -195,22 +195,21 @@ def get_order(db: Database, order_id: str) -> TonOrder | None:
 
 def received(db: Database, order_id: str) -> int:
     """What the payments credited to the order brought (admins' assignments not counted)."""
-    (total,) = db.execute(
-        "SELECT COALESCE(SUM(amount), 0) FROM ton_payments"
-        " WHERE order_id = ? AND status = 'credited' AND assigned_by IS NULL",
-        [order_id],
-    ).fetchone()
-    return int(total)
+    return _credited(db, order_id)[0]
 
 
 def credited_units(db: Database, order_id: str) -> int:
-    """The µ★ the payments credited to the order brought (as ``received``: by its comment)."""
-    (total,) = db.execute(
-        "SELECT COALESCE(SUM(units), 0) FROM ton_payments"
+    """The µ★ those payments credited (as ``received``: by the order's comment)."""
+    return _credited(db, order_id)[1]
+
+
+def _credited(db: Database, order_id: str) -> tuple[int, int]:
+    amount, units = db.execute(
+        "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(units), 0) FROM ton_payments"
         " WHERE order_id = ? AND status = 'credited' AND assigned_by IS NULL",
         [order_id],
     ).fetchone()
-    return int(total)
+    return int(amount), int(units)
 
 
 def purge_orders(db: Database, expired_before: int) -> int:

@@ -397,13 +397,19 @@ async def test_a_comment_typed_with_invisible_or_lookalike_characters_names_its_
             lambda c: f"order {c.lower().translate(FULL_WIDTH)}, thanks", id="full width, a word"
         ),
         pytest.param(lambda c: f"заказ: {c.translate(CYRILLIC)}.", id="lookalikes, a word"),
+        # review29a: a dash or an invisible inside an id among words split it there.
+        pytest.param(lambda c: f"order {c[:4]}-{c[4:]}, thanks", id="a dash inside, words"),
+        pytest.param(lambda c: f"order {c[:4]}\u2014{c[4:]}, thanks", id="an em dash, words"),
+        pytest.param(lambda c: f"order {c[:3]}\u200b{c[3:]} thanks", id="zero-width, words"),
+        pytest.param(lambda c: f"thanks! {c[:5]}\u00ad{c[5:]}", id="a soft hyphen, words"),
     ],
 )
 async def test_a_comment_that_names_its_order_among_punctuation_or_words_is_matched(
     stack: TonStack, typed: Callable[[str], str]
 ) -> None:
     # "#ID", "ID.", "«ID»", "ID!", "order ID": each named no order, and the payment waited,
-    # unmatched, for an admin's /tonassign while the user heard nothing.
+    # unmatched, for an admin's /tonassign while the user heard nothing; so did an id among
+    # words with a dash or an invisible character inside it.
     paid = await order(stack, ALICE)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed(paid.id))
     await stack.watcher().poll()
