@@ -155,6 +155,8 @@ class TonNotifier:
             text = texts("ton_paid_under", order=order.id, rest=rest, pack=pack, **values)
         elif payment.reason == "overpaid":
             text = texts("ton_paid_over", **values)
+        elif payment.reason == "already_paid":
+            text = texts("ton_paid_again", order=order.id, **values)
         else:
             text = texts("ton_paid", **values)
         if payment.late:

@@ -90,9 +90,9 @@ class TonCursor:
 class TonPayment:
     """An incoming transfer as recorded.
 
-    ``reason`` says more: ``underpaid``/``overpaid`` for a credited one, ``no_comment``,
-    ``unknown_comment``, ``two_orders``, ``wrong_asset`` or ``already_paid`` for an unmatched
-    one, ``dust``.
+    ``reason`` says more: ``underpaid``/``overpaid``/``already_paid`` for a credited one,
+    ``no_comment``, ``unknown_comment``, ``two_orders`` or ``wrong_asset`` for an unmatched
+    one (``already_paid`` too, booked before review29a), ``dust``.
     ``late`` marks a payment that arrived after its order expired (credited all the same).
     ``named`` holds the ids of the orders its comment named, in the comment's order (the
     comment itself is kept to ``COMMENT_MAX`` characters, and an id may come later).

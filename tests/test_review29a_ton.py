@@ -11,9 +11,12 @@ import os
 from typing import TYPE_CHECKING
 
 import pytest
+from aiogram import Bot
 from pytoniq_core.boc.builder import Builder
 from structlog.testing import capture_logs
 
+from common.texts import Catalogs
+from handlers.ton import TonNotifier
 from models import ton as ton_storage
 from models.ton import TonCursor, TonPayment
 from services.audit import Auditor
@@ -135,6 +138,7 @@ async def test_an_answer_too_large_even_for_one_record_stops_the_pass_and_skips_
     assert await stack.balance(ALICE) == PACK_UNITS
 
 
+TOKEN = "123456:REVIEW29A"  # a bot that sends nothing here: the notice's text alone
 FIVE_GRAM_UNITS = 1_300_000_000  # the 5-Gram pack: 1,300 ★, 260 ★ a Gram (the 1-Gram: 250)
 
 
@@ -250,3 +254,31 @@ async def test_words_that_name_two_orders_once_joined_are_left_to_the_admins(
         ("unmatched", "two_orders")
     ]
     assert await stack.balance(ALICE) == await stack.balance(BOB) == 0
+
+
+async def test_an_invoice_paid_twice_or_topped_up_is_credited_and_the_user_told(
+    stack: TonStack,
+) -> None:
+    # A payment naming an order paid in full was kept unmatched for an admin, and its payer
+    # heard nothing: a wallet that sent the invoice twice (a tap again on a slow confirmation),
+    # a friend who paid it too. It is credited to the order's user, at what it buys as a pack
+    # (the pack again for the same amount; a top-up of 1 Gram at the 1-Gram pack's rate, not
+    # the 5-Gram pack's), and they are told.
+    paid = (await stack.shop.create_order(ALICE, "gram", str(5 * GRAM))).order
+    for value in (5 * GRAM, 5 * GRAM, GRAM):
+        stack.chain.add_transaction(WALLET_RAW, value=value, comment=paid.id)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == 2 * FIVE_GRAM_UNITS + PACK_UNITS
+    assert [(b.payment.status, b.payment.reason) for b in stack.told] == [
+        ("credited", None),
+        ("credited", "already_paid"),
+        ("credited", "already_paid"),
+    ]
+    assert await stack.books.unmatched() == []
+    notices = [TonNotifier(Bot(TOKEN), Catalogs()).text(b) for b in stack.told]
+    assert notices[1] == (
+        f"Received 5 GRAM for order {paid.id}, which was paid already: it is credited all the"
+        " same, 1300 ★ added. Balance: 2600 ★."
+    )
+    assert await audited(stack) == []
+    assert await inconsistent_users(stack.store) == []
