@@ -19,9 +19,10 @@ counted apart as legacy.
 Credit no payment stands behind (``grant`` rows: no code path writes one, so each was written
 by hand) is totalled apart, so none passes unseen. Gram and USDT payments are checked too:
 each credited one is its amount at its stored rate (its order's, or for a part that left its
-order short its smallest pack's; an admin's assignment's), the payments of an order paid in
-full brought its rate for all they brought, and each has exactly its ledger row
-(``services.ton.rules.payment_problems``, ``order_problems``;
+order short, or came after it was paid, what its amount buys as a pack; an admin's
+assignment's), the payments that paid an order in full credited all they brought at its rate,
+and each has exactly its ledger row (``services.ton.rules.payment_problems``,
+``order_problems``;
 ``models.ton.inconsistent_users``, part of ``models.stats.inconsistent_users``).
 """
 
