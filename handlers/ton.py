@@ -151,7 +151,7 @@ class TonNotifier:
         if payment.reason == "underpaid" and booking.received < order.amount:
             # (An underpayment told only after the rest arrived asks for nothing more.)
             rest = format_amount(order.asset, order.amount - booking.received)
-            pack = format_units(order.units)  # a part buys what it buys as a pack; the rest, it
+            pack = format_units(order.units)  # the pack's credit, which the rest completes
             text = texts("ton_paid_under", order=order.id, rest=rest, pack=pack, **values)
         elif payment.reason == "overpaid":
             text = texts("ton_paid_over", **values)
