@@ -151,9 +151,12 @@ class TonNotifier:
         if payment.reason == "underpaid" and booking.received < order.amount:
             # (An underpayment told only after the rest arrived asks for nothing more.)
             rest = format_amount(order.asset, order.amount - booking.received)
-            text = texts("ton_paid_under", order=order.id, rest=rest, **values)
+            pack = format_units(order.units)  # the pack's credit, which the rest completes
+            text = texts("ton_paid_under", order=order.id, rest=rest, pack=pack, **values)
         elif payment.reason == "overpaid":
             text = texts("ton_paid_over", **values)
+        elif payment.reason == "already_paid":
+            text = texts("ton_paid_again", order=order.id, **values)
         else:
             text = texts("ton_paid", **values)
         if payment.late:

@@ -90,9 +90,9 @@ class TonCursor:
 class TonPayment:
     """An incoming transfer as recorded.
 
-    ``reason`` says more: ``underpaid``/``overpaid`` for a credited one, ``no_comment``,
-    ``unknown_comment``, ``two_orders``, ``wrong_asset`` or ``already_paid`` for an unmatched
-    one, ``dust``.
+    ``reason`` says more: ``underpaid``/``overpaid``/``already_paid`` for a credited one,
+    ``no_comment``, ``unknown_comment``, ``two_orders`` or ``wrong_asset`` for an unmatched
+    one (``already_paid`` too, booked before review29a), ``dust``.
     ``late`` marks a payment that arrived after its order expired (credited all the same).
     ``named`` holds the ids of the orders its comment named, in the comment's order (the
     comment itself is kept to ``COMMENT_MAX`` characters, and an id may come later).
@@ -195,12 +195,21 @@ def get_order(db: Database, order_id: str) -> TonOrder | None:
 
 def received(db: Database, order_id: str) -> int:
     """What the payments credited to the order brought (admins' assignments not counted)."""
-    (total,) = db.execute(
-        "SELECT COALESCE(SUM(amount), 0) FROM ton_payments"
+    return _credited(db, order_id)[0]
+
+
+def credited_units(db: Database, order_id: str) -> int:
+    """The µ★ those payments credited (as ``received``: by the order's comment)."""
+    return _credited(db, order_id)[1]
+
+
+def _credited(db: Database, order_id: str) -> tuple[int, int]:
+    amount, units = db.execute(
+        "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(units), 0) FROM ton_payments"
         " WHERE order_id = ? AND status = 'credited' AND assigned_by IS NULL",
         [order_id],
     ).fetchone()
-    return int(total)
+    return int(amount), int(units)
 
 
 def purge_orders(db: Database, expired_before: int) -> int:

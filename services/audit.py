@@ -18,8 +18,11 @@ counted apart as legacy.
 
 Credit no payment stands behind (``grant`` rows: no code path writes one, so each was written
 by hand) is totalled apart, so none passes unseen. Gram and USDT payments are checked too:
-each credited one is its amount at its stored rate (its order's, unless an admin assigned it)
-and has exactly its ledger row (``services.ton.rules.payment_problems``;
+each credited one is its amount at its stored rate (its order's, or for a part that left its
+order short, or came after it was paid, what its amount buys as a pack; an admin's
+assignment's), the payments that paid an order in full credited all they brought at its rate,
+and each has exactly its ledger row (``services.ton.rules.payment_problems``,
+``order_problems``;
 ``models.ton.inconsistent_users``, part of ``models.stats.inconsistent_users``).
 """
 
@@ -39,7 +42,7 @@ from sealed.errors import MalformedMessage, ReceiptInvalid
 from sealed.receipt import SignedReceipt, UsageReceipt
 from services.errors import ledger_failures
 from services.prices import ModelPrice
-from services.ton.rules import payment_problems
+from services.ton.rules import order_problems, payment_problems
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -131,10 +134,18 @@ class Auditor:
         )
         report.payments = len(books.payments)
         report.stars_received = sum(payment.stars for payment in books.payments)
+        by_order: dict[str, tuple[TonOrder, list[TonPayment]]] = {}
         for payment, order in books.ton_payments:
             report.problems.extend(
                 f"ton payment {payment.hash} (user {payment.user_id}): {problem}"
                 for problem in payment_problems(payment, order)
+            )
+            if order is not None and payment.assigned_by is None:
+                by_order.setdefault(order.id, (order, []))[1].append(payment)
+        for order, paid in by_order.values():
+            report.problems.extend(
+                f"ton order {order.id} (user {order.user_id}): {problem}"
+                for problem in order_problems(order, paid)
             )
         report.ton = books.ton_totals
         report.ton_unproven = books.ton_unproven

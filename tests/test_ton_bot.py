@@ -224,7 +224,7 @@ async def test_underpaid_usdt_in_russian_says_what_arrived_and_what_is_left(
         text = await told(stack, BOB, 5)
         assert text == (
             f"Получено 0.4 USDT из 1 USDT по заказу {comment.group(1)}: начислено 28 ★ за то,"
-            " что пришло. Чтобы получить остальное, отправьте 0.6 USDT"
+            " что пришло. Чтобы получить весь пакет, 70 ★, отправьте оставшиеся 0.6 USDT"
             " с тем же комментарием. Баланс: 28 ★."  # noqa: RUF001 -- Russian
         )
 
@@ -394,14 +394,19 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
         assert await told(stack, users["twice"], 4) == (
             "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
         )
+        assert await told(stack, users["twice"], 5) == (
+            f"Received 1 GRAM for order {comments['twice']}, which was paid already: it is"
+            " credited all the same, 250 ★ added. Balance: 500 ★."
+        )
         assert await told(stack, users["late"], 4) == (
             "Received 1 GRAM. 250 ★ added. Balance: 250 ★.\nIt arrived after the invoice"
-            " expired; it is credited at the invoice's rate all the same."
+            " expired; it is credited all the same."
         )
         forms = [await told(stack, users["forms"], n) for n in (4, 5, 6)]
         under = (
             f"Received 0.25 GRAM of the 1 GRAM for order {comments['forms']}: 62.5 ★ added for"
-            " what arrived. To get the rest, send {rest} GRAM with the same comment."
+            " what arrived. To get the whole pack, 250 ★, send the remaining {rest} GRAM with"
+            " the same comment."
             " Balance: {balance} ★."
         )
         assert forms == [
@@ -413,19 +418,21 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
             "Received 1 USDT. 70 ★ added. Balance: 70 ★."
         )
         await asyncio.sleep(0.5)  # nothing else is coming
-        expected = {"exact": 250, "over": 375, "twice": 250, "late": 250, "forms": 250, "usdt": 70}
+        expected = {"exact": 250, "over": 375, "twice": 500, "late": 250, "forms": 250, "usdt": 70}
         for name, user in users.items():
             balance = await stack.veil.credit.balance(user)
             assert balance.units == expected.get(name, 0) * 1_000_000, name
             news = telegram.sent_messages(user)[3:]
-            assert len(news) == {"forms": 3}.get(name, 1 if name in expected else 0), name
+            assert len(news) == {"forms": 3, "twice": 2}.get(name, 1 if name in expected else 0), (
+                name
+            )
         telegram.send_text(ADMIN, "/stats")
         stats = await told(stack, ADMIN, 1)
-        assert "Gram and USDT: 8 credited (5.5 GRAM, 1 USDT = 1445 ★), 1 below the dust" in stats
-        assert "Unmatched: 3 " in stats
-        for tx, reason in ((twice, "already_paid"), (nocomment, "no_comment")):
-            assert f"{hex_hash(tx['hash'])[:16]} · 1 GRAM · " in stats
-            assert reason in stats
+        assert "Gram and USDT: 9 credited (6.5 GRAM, 1 USDT = 1695 ★), 1 below the dust" in stats
+        assert "Unmatched: 2 " in stats
+        assert f"{hex_hash(nocomment['hash'])[:16]} · 1 GRAM · " in stats
+        assert "no_comment" in stats
+        assert hex_hash(twice["hash"])[:16] not in stats  # credited to its order's user
         assert f"{hex_hash(unknown['hash'])[:16]} · 1 GRAM · comment NOTANORDER" in stats
         assert hex_hash(dust["hash"])[:16] not in stats
         assert [r.status for r in chain.requests].count(429) == 2

@@ -3,7 +3,8 @@
 ``book`` records a transfer under its transaction hash (UNIQUE) and, in the same transaction,
 credits the ledger (``ton:<hash>``, also UNIQUE): a transfer seen twice (a restart, a page
 read again) changes nothing. What happens to a transfer is ``services.ton.rules``' to say
-(``dust``, ``credited`` at its order's rate, or ``unmatched`` for the admins to ``assign``);
+(``dust``, ``credited`` at its order's rate (a part of it, or more after it was paid, at what
+it buys as a pack), or ``unmatched`` for the admins to ``assign``);
 what the watcher remembers of the chain (cursors, skipped transfers) is ``ChainMemory``'s, which
 ``TonBooks`` is.
 
@@ -102,12 +103,13 @@ class TonBooks(ChainMemory):
         if transfer.skip is not None:
             raise ValueError("a skipped transfer brings no money to book")
         now = int(self._clock())
+        packs = [(pack.amount, pack.units) for pack in self.shop.packs(transfer.asset)]
 
         def write(db: Database) -> TonBooking:
             known = storage.get_payment(db, transfer.hash)
             if known is not None:
                 return self._booking(db, known, new=False)
-            payment = judge(db, transfer, self._dust, now)
+            payment = judge(db, transfer, self._dust, now, packs)
             storage.insert_payment(db, payment)
             if payment.status == "credited" and payment.user_id is not None:
                 credit(db, payment, now)

@@ -15,6 +15,7 @@ __all__ = [
     "TonError",
     "ToncenterRateLimited",
     "ToncenterRefused",
+    "ToncenterTooLarge",
     "ToncenterUnavailable",
 ]
 
@@ -45,6 +46,14 @@ class ToncenterRefused(ToncenterUnavailable):
     a jetton index), parameters it does not take (422); an indexer that ignores ``offset``. A
     5xx, a timeout, a cut connection, a body that is no JSON (a proxy's error page) or a 4xx
     that asks to be sent again (408, 421, 425) may pass: ``ToncenterUnavailable``.
+    """
+
+
+class ToncenterTooLarge(ToncenterUnavailable):
+    """toncenter's answer was larger than the client reads (``toncenter.MAX_BODY``).
+
+    A page of records a payer can fill: each may carry a message body of up to 256 KiB (TON's
+    message limit), so a page of fewer records fits (``services.ton.reader`` asks again so).
     """
 
 

@@ -41,6 +41,7 @@ from services.ton.errors import (
     GetMethodFailed,
     ToncenterRateLimited,
     ToncenterRefused,
+    ToncenterTooLarge,
     ToncenterUnavailable,
 )
 
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from services.ton.chain import Transfer, WalletAddress
     from services.ton.toncenter import ToncenterClient
 
-__all__ = ["PAGE", "ChainReader", "Page", "page_ends"]
+__all__ = ["PAGE", "ChainReader", "Page", "next_limit", "page_ends"]
 
 log = structlog.get_logger("veil.ton")
 
@@ -87,11 +88,15 @@ V = TypeVar("V")
 class Page:
     """One page read from toncenter: how many records it had, and them as transfers.
 
-    ``since``: for a stream's first read, the chain time it began at (kept by the watcher).
+    ``limit``: the records it was asked for, fewer than the caller's where the answer to that
+    was too large (``ToncenterTooLarge``): a page of ``limit`` records is full, and the
+    stream goes on after it. ``since``: for a stream's first read, the chain time it began at
+    (kept by the watcher).
     """
 
     size: int
     transfers: list[Transfer]
+    limit: int
     since: int | None = None
 
 
@@ -167,8 +172,10 @@ class ChainReader:
         """``page``'s records from ``cursor`` as it is."""
         account, client = self._wallet.raw, self._client
         if asset == "gram":
-            records = await _patiently(
-                lambda: client.transactions(account, cursor, limit=limit, offset=offset)
+            records, limit = await _fitting(
+                asset,
+                limit,
+                lambda fits: client.transactions(account, cursor, limit=fits, offset=offset),
             )
             transfers = self._in_order(
                 asset, [gram_transfer(record, account) for record in records], limit=limit
@@ -176,15 +183,17 @@ class ChainReader:
             if transfers:
                 self._gram_read = max(self._gram_read, transfers[-1].lt)
             self._unlisted = 0  # a page read (again: a pass failed on it) asks toncenter anew
-            return Page(len(records), transfers)
+            return Page(len(records), transfers, limit)
         if self._usdt_master is None:
             raise ValueError("USDT is not watched")
         master = self._usdt_master.raw
-        records = await _patiently(
-            lambda: client.jetton_transfers(account, cursor, limit=limit, offset=offset)
+        records, limit = await _fitting(
+            asset,
+            limit,
+            lambda fits: client.jetton_transfers(account, cursor, limit=fits, offset=offset),
         )
         transfers = [jetton_transfer(r, account, master) for r in records]
-        return Page(len(records), self._in_order(asset, transfers, limit=limit))
+        return Page(len(records), self._in_order(asset, transfers, limit=limit), limit)
 
     def _in_order(self, asset: Asset, transfers: list[Transfer], *, limit: int) -> list[Transfer]:
         """A page's transfers oldest first, as asked; ``ToncenterUnavailable`` if it cannot be.
@@ -227,12 +236,14 @@ class ChainReader:
             raise ValueError("USDT is not watched, or its stream has no cursor yet")
         account, master, client = self._wallet.raw, self._usdt_master.raw, self._client
         end = cursor.lt
-        records = await _patiently(
-            lambda: client.jetton_transfers_behind(
-                account, start_utime=since, end_lt=end, limit=limit, offset=offset
-            )
+        records, limit = await _fitting(
+            "usdt",
+            limit,
+            lambda fits: client.jetton_transfers_behind(
+                account, start_utime=since, end_lt=end, limit=fits, offset=offset
+            ),
         )
-        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
+        return Page(len(records), [jetton_transfer(r, account, master) for r in records], limit)
 
     async def proven(self, transfer: Transfer) -> Transfer:
         """A USDT transfer whose sending wallet is the real master's, else ``forged_jetton``.
@@ -478,8 +489,10 @@ class ChainReader:
         seen: set[str] = set()
         offset = 0
         before: tuple[int, str, int, str] | None = None
+        asking = limit
         while True:
-            page = await self.page(asset, cursor, limit=limit, offset=offset)
+            page = await self.page(asset, cursor, limit=asking, offset=offset)
+            asking = next_limit(page, limit)
             ends = page_ends(page)
             if offset > 0 and ends == before:
                 log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
@@ -489,7 +502,7 @@ class ChainReader:
                 [await self._proven_at_last(t) for t in page.transfers if t.hash not in seen]
             )
             seen.update(t.hash for t in page.transfers)
-            if page.size < limit:
+            if page.size < page.limit:
                 return found
             offset += page.size
 
@@ -535,6 +548,37 @@ def _remember(memory: dict[str, V], key: str, value: V) -> None:
     if len(memory) >= WALLETS_KEPT:
         del memory[next(iter(memory))]
     memory[key] = value
+
+
+async def _fitting(
+    asset: Asset, limit: int, ask: Callable[[int], Awaitable[list[Any]]]
+) -> tuple[list[Any], int]:
+    """A page of at most ``limit`` records, and the limit it was read with (``_patiently``).
+
+    An answer too large to read (``ToncenterTooLarge``) is asked again for half as many
+    records (``ton.page_too_large``, the limit asked next): anyone can send our wallet
+    transfers whose bodies are as large as a message may be (256 KiB; any jetton's forward
+    payload too), and a page of 100 of them is past what the client reads. Refused for good,
+    every pass would stop at that page, and no payment after it would ever be credited. One
+    record is far smaller than the client reads: an answer too large for one is a failure
+    like any other (the pass stops, the cursor kept).
+    """
+    while True:
+        try:
+            return await _patiently(functools.partial(ask, limit)), limit
+        except ToncenterTooLarge:
+            if limit <= 1:
+                raise
+            limit //= 2
+            log.warning("ton.page_too_large", asset=asset, limit=limit)
+
+
+def next_limit(page: Page, most: int) -> int:
+    """The records to ask for after ``page``: twice what fitted, up to ``most``.
+
+    Past a run of large records, pages grow back to their size a page at a time.
+    """
+    return min(most, 2 * page.limit)
 
 
 async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:

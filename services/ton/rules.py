@@ -3,13 +3,18 @@
 What happens to a new transfer (``judge``):
 
 - below the asset's dust minimum: recorded ``dust``, never credited;
-- its comment names an order of the same asset that is not paid in full yet: ``credited``
-  with what actually arrived at the order's rate (``underpaid`` or ``overpaid`` when it is not
-  the exact rest; ``late`` after the order expired — credited all the same);
-- no comment, a comment that names no order (or one for the other asset, or two orders), or
-  an order already paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it
-  to a user (at the rate of the order it named, or of the one of two it most likely paid,
-  ``assigned_order``, else at the cheapest pack's).
+- its comment names an order of the same asset: ``credited`` with what actually arrived
+  (``late`` after the order expired — credited all the same). A part that leaves the order
+  short (``underpaid``), or one that comes after it was paid in full (``already_paid``: paid
+  twice, or topped up), at the rate that part buys as a pack (``_pack_rate``: the best of the
+  packs sold it pays for, else the smallest pack's; never above the order's): a larger pack's
+  rate is for its price. The payment that pays it in full (``overpaid`` past it) at the
+  order's rate for all the order's payments brought to it, less what the parts credited: the
+  pack's credit exactly, and any more at its rate;
+- no comment, a comment that names no order (or one for the other asset, or two orders):
+  recorded ``unmatched`` for the admins, who can ``assign`` it to a user (at the rate of the
+  order it named, or of the one of two it most likely paid, ``assigned_order``, else at the
+  cheapest pack's).
 
 Every credit is one ledger row written by ``credit``; ``payment_problems`` is what the audit
 finds wrong with a credited one. The functions take the ``Database`` of a store call and run
@@ -19,6 +24,7 @@ inside its transaction.
 from __future__ import annotations
 
 from dataclasses import replace
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from models import ledger
@@ -29,17 +35,27 @@ from services.errors import BillingError
 from services.ton.shop import comment_order_ids, format_amount
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from models import Database
     from models.ton import Asset
     from services.ton.chain import Transfer
 
-__all__ = ["assigned_order", "credit", "judge", "payment_problems"]
+__all__ = ["assigned_order", "credit", "judge", "order_problems", "payment_problems"]
 
 
-def judge(db: Database, transfer: Transfer, dust: Mapping[Asset, int], now: int) -> TonPayment:
-    """The payment a new transfer is recorded as: ``dust``, ``credited`` or ``unmatched``."""
+def judge(
+    db: Database,
+    transfer: Transfer,
+    dust: Mapping[Asset, int],
+    now: int,
+    packs: Sequence[tuple[int, int]] = (),
+) -> TonPayment:
+    """The payment a new transfer is recorded as: ``dust``, ``credited`` or ``unmatched``.
+
+    ``packs``: (amount, µ★) of each of the asset's packs sold now, cheapest first, for the rate
+    of a payment that pays a part of its order, or more after it was paid (none: the order's).
+    """
     payment = TonPayment(
         hash=transfer.hash,
         asset=transfer.asset,
@@ -66,24 +82,42 @@ def judge(db: Database, transfer: Transfer, dust: Mapping[Asset, int], now: int)
     if order.asset != transfer.asset:
         return replace(payment, reason="wrong_asset")
     before = storage.received(db, order.id)
-    if before >= order.amount:
-        return replace(payment, reason="already_paid")
     total = before + transfer.amount
-    reason = None
-    if total < order.amount:
-        reason = "underpaid"
-    elif total > order.amount:
-        reason = "overpaid"
+    rate = (order.amount, order.units)
+    if total < order.amount or before >= order.amount:
+        reason: str | None = "underpaid" if total < order.amount else "already_paid"
+        rate = _pack_rate(order, transfer.amount, packs)
+        units = transfer.amount * rate[1] // rate[0]
+    else:
+        reason = "overpaid" if total > order.amount else None
+        units = total * order.units // order.amount - storage.credited_units(db, order.id)
     return replace(
         payment,
         status="credited",
         reason=reason,
         late=transfer.utime > order.expires_at,
-        units=transfer.amount * order.units // order.amount,
-        rate_amount=order.amount,
-        rate_units=order.units,
+        units=units,
+        rate_amount=rate[0],
+        rate_units=rate[1],
         credited_at=now,
     )
+
+
+def _pack_rate(order: TonOrder, amount: int, packs: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The rate ``amount`` buys as a pack: the best of those it pays for, else the smallest's.
+
+    Never above ``order``'s (a smaller pack may sell a little dearer, set by hand so). A part
+    of a larger pack paid and left there buys what a pack of its price would, no more.
+    """
+    rate = (order.amount, order.units)
+    fits = [pack for pack in packs if pack[0] <= amount] or list(packs[:1])
+    best = max(fits, key=lambda pack: Fraction(pack[1], pack[0]), default=rate)
+    return best if _below(best, rate) else rate
+
+
+def _below(rate: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether (amount, µ★) ``rate`` buys less a unit than ``other``."""
+    return rate[1] * other[0] < other[1] * rate[0]
 
 
 def _named_order(db: Database, comment: str | None) -> tuple[TonOrder | str, tuple[str, ...]]:
@@ -145,23 +179,57 @@ def credit(db: Database, payment: TonPayment, now: int) -> None:
 def payment_problems(payment: TonPayment, order: TonOrder | None) -> list[str]:
     """What the audit finds wrong with one credited payment (empty when it adds up).
 
-    Its µ★ must be its amount at its stored rate, and a payment matched by its comment must
-    have been credited at its order's rate, to that order's user.
+    Its µ★ must be its amount at its stored rate; a payment matched by its comment must have
+    been credited to its order's user, in its asset, at no more than its order's rate (a part
+    of it, or one after it was paid, at what it buys as a pack), and the one that paid the
+    order in full at that rate (its µ★: ``order_problems``, with the order's other payments).
     """
-    found: list[str] = []
     if payment.rate_amount is None or payment.rate_units is None:
         return ["credited without a stored rate"]
-    expected = payment.amount * payment.rate_units // payment.rate_amount
-    if payment.units != expected:
+    rate = (payment.rate_amount, payment.rate_units)
+    found: list[str] = []
+    expected = payment.amount * rate[1] // rate[0]
+    if payment.units != expected and (payment.assigned_by is not None or _part(payment, order)):
         found.append(f"credited {payment.units} µ★, its amount at its rate is {expected}")
     if payment.assigned_by is None:
         if order is None:
             found.append("credited by comment, but its order is missing")
-        elif (order.amount, order.units, order.user_id, order.asset) != (
-            payment.rate_amount,
-            payment.rate_units,
-            payment.user_id,
-            payment.asset,
-        ):
-            found.append("its rate, user or asset is not its order's")
+        elif (order.user_id, order.asset) != (payment.user_id, payment.asset):
+            found.append("its user or asset is not its order's")
+        elif _below((order.amount, order.units), rate):
+            found.append("credited above its order's rate")
+        elif not _part(payment, order) and rate != (order.amount, order.units):
+            found.append("it paid its order in full at another rate than its order's")
     return found
+
+
+def order_problems(order: TonOrder, payments: Sequence[TonPayment]) -> list[str]:
+    """What the audit finds wrong with what an order's payments credited together.
+
+    ``payments``: those credited by its comment. Paid in full, those up to the one that paid
+    it credited all they brought at the order's rate (the parts that left it short at a lower
+    one, the payment that paid it the rest); or, as booked before the parts were (review29a),
+    each its own amount at the order's rate. Those after it (``already_paid``) are each
+    checked alone.
+    """
+    payments = [payment for payment in payments if payment.reason != "already_paid"]
+    arrived = sum(payment.amount for payment in payments)
+    if arrived < order.amount:
+        return []  # each a part: its amount at its rate (``payment_problems``)
+    credited = sum(payment.units for payment in payments)
+    expected = arrived * order.units // order.amount
+    each = all(p.units == p.amount * order.units // order.amount for p in payments)
+    if credited == expected or each:
+        return []
+    return [f"its payments credited {credited} µ★, all they brought at its rate is {expected}"]
+
+
+def _part(payment: TonPayment, order: TonOrder | None) -> bool:
+    """Whether a payment was credited at a rate of its own (``_pack_rate``), not by its order.
+
+    One that left its order short when it came, or came after it was paid in full.
+    """
+    return order is None or payment.reason in _PARTS
+
+
+_PARTS = frozenset({"underpaid", "already_paid"})

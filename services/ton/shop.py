@@ -67,6 +67,9 @@ _LOOKALIKES: Final = str.maketrans("АВСЕНКМРТХУЅЈԚԜΑΒΕΖΗΚΜ
 # What a comment may hold that is not part of it: spaces, dashes of any kind, control and
 # invisible characters (zero-width spaces, the soft hyphen, direction marks).
 _NOT_PART: Final = frozenset({"Zs", "Zl", "Zp", "Pd", "Cc", "Cf"})
+# Of those, what may stand inside an id among other words without parting it: dashes and
+# invisible characters (``A1B2-C3D4``, a zero-width space pasted in), not spaces.
+_INSIDE: Final = frozenset({"Pd", "Cf"})
 
 
 def normalise_comment(text: str) -> str:
@@ -83,13 +86,16 @@ def comment_order_ids(text: str) -> list[str]:
 
     The whole comment as ``normalise_comment`` reads it; then the same with its punctuation
     and symbols dropped too (``#A1B2…``, ``A1B2….``, ``«A1B2…»``); then each word of it that
-    could be an id (``order A1B2…, thanks``). Empty when the comment holds nothing. The
-    comment is folded (NFKC, upper case, lookalikes) once, for all three.
+    could be an id (``order A1B2…, thanks``), also with the dashes and invisible characters
+    inside words dropped (``order A1B2-C3D4, thanks``, a zero-width space pasted in: they do
+    not matter in an id, among words too). Empty when the comment holds nothing. The comment
+    is folded (NFKC, upper case, lookalikes) once, for all of them.
     """
     plain = _folded(text)
     whole = _part_of_id(plain)
     bare = "".join(ch for ch in whole if unicodedata.category(ch)[0] in "LN")
-    words = re.split(r"[\W_]+", plain)
+    joined = "".join(ch for ch in plain if unicodedata.category(ch) not in _INSIDE)
+    words = [*re.split(r"[\W_]+", plain), *re.split(r"[\W_]+", joined)]
     shaped = [
         word
         for word in words

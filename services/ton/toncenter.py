@@ -16,8 +16,9 @@ the wait its ``Retry-After`` asks for (seconds, or an HTTP-date read against the
 ``Date``; at most ``MAX_RETRY_AFTER_S``; a value that is neither is not used); any
 other failure (network, timeout, HTTP error, a body that is not the expected JSON)
 ``ToncenterUnavailable`` (a redirect too: it is not followed, so the key never goes to another
-host), and an HTTP 4xx its subclass ``ToncenterRefused`` (asked again, the same answer; not
-408, 421 or 425, which ask to be asked again); a
+host; an answer past ``MAX_BODY`` its subclass ``ToncenterTooLarge``, which a page of fewer
+records may not be), and an HTTP 4xx its subclass ``ToncenterRefused`` (asked again, the same
+answer; not 408, 421 or 425, which ask to be asked again); a
 get-method that ran and failed (an ``exit_code`` other than 0) ``GetMethodFailed``.
 The key never appears in a log line or an error. Each good answer's ``Date`` header tells how
 far this machine's clock is ahead of toncenter's (``ahead``), for a stream's first read
@@ -45,6 +46,7 @@ from services.ton.errors import (
     GetMethodFailed,
     ToncenterRateLimited,
     ToncenterRefused,
+    ToncenterTooLarge,
     ToncenterUnavailable,
 )
 
@@ -60,7 +62,10 @@ log = structlog.get_logger("veil.ton")
 MAINNET_URL = "https://toncenter.com"
 TESTNET_URL = "https://testnet.toncenter.com"
 REQUEST_TIMEOUT_S = 20.0
-MAX_BODY = 8 * 1024 * 1024  # a page of 100 transactions is far smaller
+# Read at most this much of an answer. A page of 100 transactions with small bodies is far
+# smaller, but a payer can send bodies of up to 256 KiB (TON's message limit): a page past it
+# is asked again with fewer records (``ToncenterTooLarge``, ``services.ton.reader``).
+MAX_BODY = 8 * 1024 * 1024
 # A cached answer's ``Age`` past this (seconds) is not used. A cache keeps toncenter's ``Date``
 # (RFC 9111), but a proxy that dates its copies by its own clock and adds their age makes
 # toncenter look ahead by that age, and so hides as much of our lead: counted up to half the
@@ -255,7 +260,7 @@ class ToncenterClient:
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
             raise ToncenterUnavailable(f"toncenter: {type(exc).__name__} for {path}") from exc
         if len(raw) > MAX_BODY:
-            raise ToncenterUnavailable(f"toncenter: the answer for {path} is too large")
+            raise ToncenterTooLarge(f"toncenter: the answer for {path} is too large")
         try:
             body = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError) as exc:  # nested past the parser's depth too

@@ -59,7 +59,7 @@ import structlog
 from services.errors import LedgerUnavailable
 from services.ton.chain import JETTON_SKIPS
 from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
-from services.ton.reader import PAGE, page_ends
+from services.ton.reader import PAGE, next_limit, page_ends
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -173,10 +173,12 @@ class TonWatcher:
         cursor = await self._books.cursor(asset)
         booked = 0
         offset = 0
+        limit = self._page_size  # fewer after an answer too large (``Page.limit``)
         before: tuple[int, str, int, str] | None = None
         while True:
             asked = cursor.lt
-            page = await self._reader.page(asset, cursor, limit=self._page_size, offset=offset)
+            page = await self._reader.page(asset, cursor, limit=limit, offset=offset)
+            limit = next_limit(page, self._page_size)
             if cursor.lt is None and page.since is not None and page.since < cursor.start:
                 # Before anything on it is booked: a restart reads from there again.
                 await self._books.save_chain_since(asset, page.since)
@@ -204,7 +206,7 @@ class TonWatcher:
                 last = page.transfers[-1]
                 await self._books.save_cursor(asset, last.lt, last.hash, last.utime)
                 cursor = await self._books.cursor(asset)
-            if page.size < self._page_size:
+            if page.size < page.limit:
                 return booked, True
             # A full page: read on from its end; when it did not move past one lt (records of
             # many accounts can share one), step over the records already read instead.
@@ -227,7 +229,7 @@ class TonWatcher:
         """
         if cursor.lt is None or cursor.hash is None:
             return
-        full = page.size >= self._page_size
+        full = page.size >= page.limit
         past = not full or (bool(page.transfers) and page.transfers[-1].lt > cursor.lt)
         if not past or any(t.hash == cursor.hash for t in page.transfers):
             return
@@ -252,11 +254,11 @@ class TonWatcher:
         since = cursor.utime - REREAD_S
         booked = 0
         offset = 0
+        limit = self._page_size
         before: tuple[int, str, int, str] | None = None
         while True:
-            page = await self._reader.behind(
-                cursor, since=since, limit=self._page_size, offset=offset
-            )
+            page = await self._reader.behind(cursor, since=since, limit=limit, offset=offset)
+            limit = next_limit(page, self._page_size)
             ends = page_ends(page)
             if offset > 0 and ends == before:  # an indexer that ignores ``offset``: as above
                 log.warning("ton.page_not_advancing", asset="usdt", lt=cursor.lt, offset=offset)
@@ -267,7 +269,7 @@ class TonWatcher:
                 if transfer.hash not in known:
                     log.info("ton.indexed_late", tx=transfer.hash, lt=transfer.lt, cursor=cursor.lt)
                     booked += await self._take(await self._reader.proven(transfer))
-            if page.size < self._page_size:
+            if page.size < page.limit:
                 return booked
             offset += page.size
 
