@@ -45,6 +45,8 @@ from sealed.errors import MalformedMessage, ReceiptInvalid, SealedError
 from sealed.receipt import ReceiptStatus
 from sealed.relay import (
     RELAY_KEY_HEADER,
+    RELAY_TERMS_HEADER,
+    RelayTerms,
     StreamFramer,
     body_hash,
     new_relay_key,
@@ -350,6 +352,8 @@ class RelayService:
             "Content-Type": SEALED_REQUEST_TYPE,
             **client_auth_headers(self._client_key, body),
             RELAY_KEY_HEADER: seal_relay_key(answer.signed.bundle, body, answer.relay_key),
+            # What the hold is for: the gateway answers no more, and nothing else (``_terms``).
+            RELAY_TERMS_HEADER: _terms(answer.ticket).to_header(),
         }
         if answer.ticket.retry_after:  # the page reads the model server's wait (``Ticket``)
             headers[ACCEPT_HEADER] = ACCEPT_RETRY_AFTER
@@ -617,6 +621,17 @@ def _log_stopped_before(answer: RelayedAnswer, *, sent: bool) -> None:
         sent=sent,
         cut=answer.reason,
     )
+
+
+def _terms(ticket: Ticket) -> RelayTerms:
+    """The page's declaration, which the hold and the receipt's checks are made by.
+
+    The page seals what the bot cannot read: a page that sealed another request id or model
+    than it declared would have a receipt the bot cannot bill by (charged the hold: one answer
+    token, say, for a whole answer), and one that sealed more answer tokens would be answered
+    past its hold. The gateway refuses the first and clamps the second.
+    """
+    return RelayTerms(ticket.request_id, ticket.model, ticket.max_completion_tokens)
 
 
 def _no_answer(receipt: SignedReceipt) -> bool:
