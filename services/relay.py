@@ -293,18 +293,21 @@ class RelayService:
         on and settled from its late receipt, which can take a moment. A question asked
         meanwhile (from the page opened again) waits for that, ``stop_grace`` seconds at most
         (``InferenceUnavailable`` if shutdown began meanwhile); an answer still being written
-        to a page (another one of the user's) refuses it. An answer whose page went while the
-        gateway was still being asked is hung up on here (nothing else would notice before
-        the gateway replied): the gateway stops the model and keeps the receipt.
+        to a page (another one of the user's) refuses it. An answer whose page went while
+        nothing was written to it (the gateway still being asked, or the model still reading
+        the prompt) is hung up on here: nothing else would notice before the next piece came
+        to be written. The gateway stops the model and keeps the receipt.
         """
         answer = self._running.get(user_id)
         if answer is None:
             return
-        if not answer.reason and not answer.started and answer.page_gone():
+        gone = answer.page_gone()
+        if not answer.reason and gone:
             answer.abandon("page_gone")
             answer.give_up()
-        if answer.reason:
-            log.info("relay.waits_for_settling", user_id=user_id, cut=answer.reason)
+        if answer.reason or gone:
+            cut = answer.reason or "page_gone"  # (its stream had ended: being settled)
+            log.info("relay.waits_for_settling", user_id=user_id, cut=cut)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._stop_grace):
                     await answer.wait_settled()
