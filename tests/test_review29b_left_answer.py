@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from structlog.testing import capture_logs
 
 from tests.books import inconsistent_users
 from tests.harness import wait_until
-from tests.miniapp import USER_ID, page, settled, webapp_stack
+from tests.miniapp import USER_ID, bot_address, page, raw_post, settled, webapp_stack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,17 +29,6 @@ QUESTION = "Where did I leave the spare key?"
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
 AGAIN = "And the other one?"
 ANSWER = "Under the blue pot by the door."
-
-
-def raw_post(path: str, headers: dict[str, str], body: bytes) -> bytes:
-    """An HTTP/1.1 POST as bytes on the wire."""
-    head = [
-        f"POST {path} HTTP/1.1",
-        "Host: veil.example",
-        f"Content-Length: {len(body)}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 async def test_a_question_after_closing_a_page_whose_answer_had_begun_silently_is_answered(
@@ -55,12 +43,8 @@ async def test_a_question_after_closing_a_page_whose_answer_had_begun_silently_i
         assert relay is not None
         mini = page(stack, http)
         headers, body, first = await mini.seal(CHAT)
-        assert stack.veil.webapp is not None
-        bot = urlsplit(stack.veil.webapp)
-        assert bot.hostname is not None
-        assert bot.port is not None
         with capture_logs() as logs:
-            reader, writer = await asyncio.open_connection(bot.hostname, bot.port)
+            reader, writer = await asyncio.open_connection(*bot_address(stack))
             writer.write(raw_post("/app/api/relay", headers, body))
             await writer.drain()
             async with asyncio.timeout(15):  # the bot's reply head: the answer has begun
