@@ -8,6 +8,7 @@ never called for one. ``Retry-After`` (seconds) comes with the 429s and the 503.
     400     cannot_open        HPKE authentication fails (altered, or sealed to another key)
     400     stale_request      timestamp outside the allowed clock skew
     400     unknown_model      the model is not one the current key bundle lists
+    400     terms_mismatch     not the request id or model its relay declared (Veil-Relay-Terms)
     400     bad_content        a content part the model may not take (images, fetched URLs)
     401     unauthenticated    no valid signature of a pinned client key
     403     bad_proof          a cancel or receipt proof that does not match

@@ -39,7 +39,7 @@ from sealed.errors import (
     Unauthenticated,
 )
 from sealed.receipt import MAX_MODEL_NAME
-from sealed.relay import RELAY_KEY_HEADER, body_hash, open_relay_key
+from sealed.relay import RELAY_KEY_HEADER, RELAY_TERMS_HEADER, RelayTerms, body_hash, open_relay_key
 from sealed.request import OpenedRequest, RequestHeader, max_request_size, open_request
 
 if TYPE_CHECKING:
@@ -235,6 +235,7 @@ class Gateway:
         try:
             opened = self.open(body)
             relay = self.relay_binding(headers, body)
+            terms = relay_terms(headers)
         except ClockSkew as exc:
             raise exc.refusal(client.name) from exc
         except SealedError as exc:
@@ -243,12 +244,21 @@ class Gateway:
             raise Refusal(
                 503, "no_models", "the gateway does not know its models yet", retry_after=5
             )
+        ceiling = client.max_completion_tokens
+        if terms is not None:  # the relay holds credit for this many: no more is answered
+            ceiling = min(ceiling, terms.max_completion_tokens)
         chat = upstream_chat(
-            opened.chat,
-            models=self.ring.models,
-            multimodal=self.multimodal_models,
-            ceiling=client.max_completion_tokens,
+            opened.chat, models=self.ring.models, multimodal=self.multimodal_models, ceiling=ceiling
         )
+        if terms is not None and (terms.request_id, terms.model) != (
+            opened.request_id,
+            chat["model"],
+        ):
+            # The relay bills by the declared id and model, which the receipt would not name:
+            # the asker sealed something else than it declared (a cheaper model, say).
+            raise Refusal(
+                400, "terms_mismatch", "the sealed request is not what its relay declared"
+            )
         self.limiter.check(client, self.monotonic())
         if self.active >= self.max_streams:
             raise Refusal(503, "busy", "too many streams; try another gateway", retry_after=1)
@@ -296,6 +306,12 @@ class Gateway:
         except Unauthenticated as exc:
             raise Refusal(403, "bad_proof", "the proof does not match") from exc
         return control
+
+
+def relay_terms(headers: Mapping[str, str]) -> RelayTerms | None:
+    """What a relay declared it bills for (``Veil-Relay-Terms``), if it said; ``SealedError``."""
+    text = headers.get(RELAY_TERMS_HEADER)
+    return None if text is None else RelayTerms.parse(text)
 
 
 async def rotate_forever(gateway: Gateway, interval: float, *, retry: float = 10.0) -> None:

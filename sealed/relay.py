@@ -18,6 +18,15 @@ the final record's own (the same bytes and signature), padded to at least 1024 b
 final record, so its size says nothing about the counts. Both the relay key and the receipt are
 bound to the exact body, so neither can be moved to another request.
 
+A relay bills for what the asker *declared* (request id, model, answer tokens), since it cannot
+read what was sealed; it tells the gateway the declaration, which holds the sealed request to
+it (``RelayTerms``)::
+
+    Veil-Relay-Terms: request id (32 hex) SP max_completion_tokens SP percent-encoded model
+
+A sealed request naming another request id or model is refused, and its answer is clamped to
+the declared tokens, so the relay's hold is the most the answer can cost.
+
 ``StreamFramer`` is the relay's side of the stream: it cuts the gateway's bytes into whole
 chunks without any key (the chunk length and the final flag are in the clear), hands on every
 chunk up to and including the final one, and keeps the relay receipt that follows.
@@ -26,9 +35,12 @@ chunk up to and including the final one, and keeps the relay receipt that follow
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -51,8 +63,8 @@ from sealed.errors import (
     StreamTruncated,
     TrailingData,
 )
-from sealed.receipt import SignedReceipt
-from sealed.request import HEADER_SIZE, RequestHeader
+from sealed.receipt import MAX_MODEL_NAME, SignedReceipt
+from sealed.request import HEADER_SIZE, REQUEST_ID_SIZE, RequestHeader
 from sealed.stream import FLAG_FINAL, MAX_CHUNK, MIN_CHUNK
 
 if TYPE_CHECKING:
@@ -62,6 +74,7 @@ if TYPE_CHECKING:
     from sealed.suites import KeyPair, Suite
 
 RELAY_KEY_HEADER = "Veil-Relay-Key"
+RELAY_TERMS_HEADER = "Veil-Relay-Terms"
 RELAY_KEY_INFO = b"veil/relay-key/v2\x00"
 RELAY_RECEIPT_AAD = b"veil/relay-receipt/v2\x00"
 RELAY_KEY_SIZE = 32
@@ -73,6 +86,11 @@ _LEN = struct.Struct(">I")
 _FLAGS_AT = 8 + 4  # a chunk body starts with the stream id (8) and seq (4), then the flags
 # The most bytes the header's base64url may decode to: the largest suite's enc, a key, a tag.
 _MAX_RELAY_KEY_TEXT = 4 * (HEADER_SIZE + 1120 + RELAY_KEY_SIZE + _TAG) // 3 + 4
+# The terms header: the request id, the answer tokens (a JSON-safe count), the model's name
+# percent-encoded (at most three characters a byte of a 256-character name's UTF-8).
+_TERMS = re.compile(
+    rf"([0-9a-f]{{{2 * REQUEST_ID_SIZE}}}) ([1-9][0-9]{{0,15}}) ([!-~]{{1,{12 * MAX_MODEL_NAME}}})"
+)
 
 
 def new_relay_key() -> bytes:
@@ -121,6 +139,39 @@ def open_relay_key(text: str, body: bytes, find: Callable[[Suite, bytes], KeyPai
     if len(key) != RELAY_KEY_SIZE:
         raise MalformedMessage(f"a relay key is {RELAY_KEY_SIZE} bytes")
     return key
+
+
+@dataclass(frozen=True)
+class RelayTerms:
+    """What the asker declared to the relay, which bills by it: the gateway holds the request to it.
+
+    The relay holds credit for ``max_completion_tokens`` of ``model`` and bills from a receipt
+    that must name ``request_id`` and ``model``; a sealed request that named others, or asked
+    for more tokens, would be answered past the hold (and its receipt be useless to the relay).
+    """
+
+    request_id: bytes
+    model: str
+    max_completion_tokens: int
+
+    def to_header(self) -> str:
+        """The ``Veil-Relay-Terms`` header's value (the model percent-encoded: any name fits)."""
+        return f"{self.request_id.hex()} {self.max_completion_tokens} {quote(self.model, safe='')}"
+
+    @classmethod
+    def parse(cls, text: str) -> RelayTerms:
+        """Read a ``Veil-Relay-Terms`` header; ``MalformedMessage`` if it is not one."""
+        found = _TERMS.fullmatch(text)
+        if found is None:
+            raise MalformedMessage("relay terms do not parse")
+        request_id, tokens, model = found.groups()
+        try:
+            name = unquote(model, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise MalformedMessage("relay terms name no model") from exc
+        if not 0 < len(name) <= MAX_MODEL_NAME or not name.isprintable():
+            raise MalformedMessage("relay terms name no model")
+        return cls(bytes.fromhex(request_id), name, int(tokens))
 
 
 def seal_relay_receipt(relay_key: bytes, digest: bytes, receipt: SignedReceipt) -> bytes:

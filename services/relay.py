@@ -45,6 +45,8 @@ from sealed.errors import MalformedMessage, ReceiptInvalid, SealedError
 from sealed.receipt import ReceiptStatus
 from sealed.relay import (
     RELAY_KEY_HEADER,
+    RELAY_TERMS_HEADER,
+    RelayTerms,
     StreamFramer,
     body_hash,
     new_relay_key,
@@ -291,18 +293,21 @@ class RelayService:
         on and settled from its late receipt, which can take a moment. A question asked
         meanwhile (from the page opened again) waits for that, ``stop_grace`` seconds at most
         (``InferenceUnavailable`` if shutdown began meanwhile); an answer still being written
-        to a page (another one of the user's) refuses it. An answer whose page went while the
-        gateway was still being asked is hung up on here (nothing else would notice before
-        the gateway replied): the gateway stops the model and keeps the receipt.
+        to a page (another one of the user's) refuses it. An answer whose page went while
+        nothing was written to it (the gateway still being asked, or the model still reading
+        the prompt) is hung up on here: nothing else would notice before the next piece came
+        to be written. The gateway stops the model and keeps the receipt.
         """
         answer = self._running.get(user_id)
         if answer is None:
             return
-        if not answer.reason and not answer.started and answer.page_gone():
+        gone = answer.page_gone()
+        if not answer.reason and gone:
             answer.abandon("page_gone")
             answer.give_up()
-        if answer.reason:
-            log.info("relay.waits_for_settling", user_id=user_id, cut=answer.reason)
+        if answer.reason or gone:
+            cut = answer.reason or "page_gone"  # (its stream had ended: being settled)
+            log.info("relay.waits_for_settling", user_id=user_id, cut=cut)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._stop_grace):
                     await answer.wait_settled()
@@ -350,6 +355,8 @@ class RelayService:
             "Content-Type": SEALED_REQUEST_TYPE,
             **client_auth_headers(self._client_key, body),
             RELAY_KEY_HEADER: seal_relay_key(answer.signed.bundle, body, answer.relay_key),
+            # What the hold is for: the gateway answers no more, and nothing else (``_terms``).
+            RELAY_TERMS_HEADER: _terms(answer.ticket).to_header(),
         }
         if answer.ticket.retry_after:  # the page reads the model server's wait (``Ticket``)
             headers[ACCEPT_HEADER] = ACCEPT_RETRY_AFTER
@@ -617,6 +624,17 @@ def _log_stopped_before(answer: RelayedAnswer, *, sent: bool) -> None:
         sent=sent,
         cut=answer.reason,
     )
+
+
+def _terms(ticket: Ticket) -> RelayTerms:
+    """The page's declaration, which the hold and the receipt's checks are made by.
+
+    The page seals what the bot cannot read: a page that sealed another request id or model
+    than it declared would have a receipt the bot cannot bill by (charged the hold: one answer
+    token, say, for a whole answer), and one that sealed more answer tokens would be answered
+    past its hold. The gateway refuses the first and clamps the second.
+    """
+    return RelayTerms(ticket.request_id, ticket.model, ticket.max_completion_tokens)
 
 
 def _no_answer(receipt: SignedReceipt) -> bool:

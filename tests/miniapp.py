@@ -318,6 +318,26 @@ class MiniStack:
         return b"".join(p.read_bytes() for p in sorted(self.data_dir.rglob("*")) if p.is_file())
 
 
+def bot_address(stack: MiniStack) -> tuple[str, int]:
+    """Where the bot's web server listens itself (no proxy between it and the test)."""
+    assert stack.veil.webapp is not None
+    url = urlsplit(stack.veil.webapp)
+    assert url.hostname is not None
+    assert url.port is not None
+    return url.hostname, url.port
+
+
+def raw_post(path: str, headers: dict[str, str], body: bytes) -> bytes:
+    """An HTTP/1.1 POST as bytes on the wire."""
+    head = [
+        f"POST {path} HTTP/1.1",
+        "Host: veil.example",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
 def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> PythonPage:
     """A Python page on the stack's Mini App, trusting its gateway's operator key."""
     return PythonPage(http, stack.base, stack.gateway.verify_key, **kwargs)

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
@@ -33,9 +33,11 @@ from tests.fakes.relay import SlowReader
 from tests.harness import CLIENT_KEY, CLIENT_VERIFY_KEY, client_policy, wait_until
 from tests.miniapp import (
     USER_ID,
+    bot_address,
     hold_of,
     init_data,
     page,
+    raw_post,
     read_stream,
     read_to_break,
     settled,
@@ -49,26 +51,6 @@ if TYPE_CHECKING:
 
 QUESTION = "Which drawer holds the letters I never sent?"
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
-
-
-def bot_address(stack: MiniStack) -> tuple[str, int]:
-    """Where the bot's web server listens itself (no proxy between it and the test)."""
-    assert stack.veil.webapp is not None
-    url = urlsplit(stack.veil.webapp)
-    assert url.hostname is not None
-    assert url.port is not None
-    return url.hostname, url.port
-
-
-def raw_post(path: str, headers: dict[str, str], body: bytes) -> bytes:
-    """An HTTP/1.1 POST as bytes on the wire."""
-    head = [
-        f"POST {path} HTTP/1.1",
-        "Host: veil.example",
-        f"Content-Length: {len(body)}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 async def test_a_page_that_stops_reading_mid_answer_is_hung_up_on_and_charged_what_was_made(
