@@ -459,11 +459,20 @@ async def upkeep(veil: Veil, every: float) -> None:
         veil.upkept.set()
         await asyncio.sleep(every)
         try:
-            await veil.chat.sweep()
+            await sweep(veil)
             await veil.shop.purge_expired_orders()
             await veil.desk.journal.purge()
         except (BillingError, StorageError):
             log.exception("bot.upkeep_failed")
+
+
+async def sweep(veil: Veil) -> int:
+    """Release the holds a crash left (older than an answer can run), sparing every running one.
+
+    The chat service's answers (and their titles) are its own to spare; the Mini App's are the
+    relay's, which the service does not see.
+    """
+    return await veil.chat.sweep(spare=veil.relay.holding() if veil.relay is not None else ())
 
 
 async def deliver_again(veil: Veil, answer: Undelivered) -> Sent | Progress:

@@ -139,7 +139,7 @@ from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import answer_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Collection, Coroutine
 
     from models import Conversation, Store, UserRecord
     from models.holds import AnswerChat, Charge
@@ -493,9 +493,17 @@ class ChatService:
         """The longest a hold can stay open for a running answer (seconds)."""
         return self.max_answer_seconds + self.stop_grace + SWEEP_SLACK_S
 
-    async def sweep(self) -> int:
-        """Release holds older than ``hold_lifetime`` that no answer here is using."""
-        keep = {request_id for g in self._generations() for request_id in g.holds}
+    async def sweep(self, spare: Collection[str] = ()) -> int:
+        """Release holds older than ``hold_lifetime`` that no answer here is using.
+
+        Titles being asked are spared as the answers are. ``spare``: the holds of answers
+        this process runs elsewhere (the Mini App's relay: ``RelayService.holding``), whose
+        gateway may take its read timeout to begin before the answer's own time runs. Swept,
+        a running answer's credit was free to spend twice until its late charge.
+        """
+        titles = [t.generation for each in self._titling.values() for t in each]
+        keep = {request_id for g in [*self._generations(), *titles] for request_id in g.holds}
+        keep.update(spare)
         delivered = frozenset(self._delivered_open)
         released = await self.credit.recover(self.hold_lifetime, keep=keep, delivered=delivered)
         self._delivered_open -= delivered

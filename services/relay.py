@@ -200,6 +200,10 @@ class RelayService:
         """How many answers are being relayed now."""
         return len(self._running)
 
+    def holding(self) -> frozenset[str]:
+        """The holds (request ids, hex) of the answers being relayed: the sweep spares them."""
+        return frozenset(a.ticket.request_id.hex() for a in self._running.values())
+
     def _ended(self, answer: RelayedAnswer) -> None:
         if self._running.get(answer.user_id) is answer:
             del self._running[answer.user_id]
