@@ -143,11 +143,15 @@ class WebUser:
 
 
 class Unauthorized(Exception):
-    """``initData`` missing, forged or stale; ``code`` says which."""
+    """``initData`` missing, forged or stale; ``code`` says which.
 
-    def __init__(self, code: str) -> None:
+    ``ahead``: stale as dated past the bot's clock (and its skew), by so many seconds.
+    """
+
+    def __init__(self, code: str, ahead: float | None = None) -> None:
         super().__init__(code)
         self.code = code
+        self.ahead = ahead
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,9 @@ class InitDataCheck:
         except (ValueError, RecursionError) as exc:
             raise Unauthorized("unauthorized") from exc
         age = self.clock() - data.auth_date.timestamp()
-        if (age > self.max_age and not aged) or age < -self.skew:
+        if age < -self.skew:
+            raise Unauthorized("stale", ahead=-age)
+        if age > self.max_age and not aged:
             raise Unauthorized("stale")
         if data.user is None or not 0 < data.user.id <= MAX_JSON_INT:
             raise Unauthorized("unauthorized")
@@ -338,7 +344,14 @@ def _authorized(
         try:
             user = request.app[CHECK].user(request.headers.get("Authorization"), aged=aged)
         except Unauthorized as refused:
-            log.info("webapp.refused", reason=refused.code, path=_route(request))
+            if refused.ahead is not None:
+                # Telegram dated the launch ahead of our clock: every launch is refused so, and
+                # the user, told to reopen the page, is refused again, until the clock is set.
+                log.warning(
+                    "webapp.launch_ahead", ahead_s=round(refused.ahead), path=_route(request)
+                )
+            else:
+                log.info("webapp.refused", reason=refused.code, path=_route(request))
             return _error(401, refused.code, _UNAUTHORIZED[refused.code])
         try:
             return await handler(request, request.app[RELAY], user)

@@ -153,17 +153,27 @@ async def test_forged_stale_and_missing_init_data_are_refused_politely(
             init_data(auth_date=time.time() + 3600): "stale",
             "": "unauthorized",
         }
-        for data, code in cases.items():
-            mini = page(stack, http, data=data)
-            for path in ("api/account",):
-                status, body = await mini.get(path)
+        with capture_logs() as logs:
+            for data, code in cases.items():
+                mini = page(stack, http, data=data)
+                status, body = await mini.get("api/account")
                 assert (status, body["error"]["code"]) == (401, code), data
                 assert "Telegram" in body["error"]["message"] or "again" in body["error"]["message"]
-            status, body = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
-            assert status == 401
+                status, body = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
+                assert status == 401
         async with http.post(stack.base + "api/relay", data=b"VEIL") as response:
             assert response.status == 401
         assert not stack.vllm.requests
+    # Launch data dated an hour ahead: the bot's clock is behind Telegram's, and every launch
+    # would be refused so; the operator is told by how much (the page says only "stale").
+    ahead = [e for e in logs if e["event"] == "webapp.launch_ahead"]
+    assert [(e["log_level"], e["path"]) for e in ahead] == [
+        ("warning", "/app/api/account"),
+        ("warning", "/app/api/prepare"),
+    ]
+    assert all(3590 <= e["ahead_s"] <= 3600 for e in ahead)
+    refused = [e["reason"] for e in logs if e["event"] == "webapp.refused"]
+    assert refused.count("stale") == 2  # the one an hour too old, twice
 
 
 async def test_the_page_is_served_with_its_pins_and_the_committed_script(
