@@ -196,11 +196,24 @@ class GatewayPool:
         refresh_every = max(5.0, min(300.0, lifetime / 8))
         return now - gateway.fetched_at >= refresh_every or now >= bundle.not_after - 30
 
-    async def refresh_one(self, gateway: Gateway, *, force: bool = False) -> None:
-        """Fetch and verify one gateway's bundle if it is stale (or ``force``)."""
+    async def refresh_one(
+        self, gateway: Gateway, *, force: bool = False, refused: bytes | None = None
+    ) -> None:
+        """Fetch and verify one gateway's bundle if it is stale (or ``force``).
+
+        ``refused``: the key id of a request the gateway refused as sealed to a key it does
+        not hold (410). Its bundle is fetched only while the bot still offers that key: rotated
+        out, the gateway has a new one. A request sealed to any other key (a page's, to a key
+        no gateway ever held, or to one the bot has replaced since: questions refused at once,
+        the first of which had it fetched) tells nothing new: each had the bot fetch it again.
+        """
         async with gateway.lock:
             if not force and not self._stale(gateway):
                 return
+            if refused is not None and (
+                gateway.bundle is None or gateway.bundle.bundle.key_id != refused
+            ):
+                return  # the bot offers another key already (a fetch since): nothing to learn
             try:
                 async with self._session.get(
                     f"{gateway.url}/v1/keys",

@@ -401,7 +401,7 @@ class InferenceClient:
         request_id: bytes | None = None,
         retried: bool = False,
     ) -> AsyncGenerator[StreamItem | Completion, None]:
-        rotated = False
+        rotated: bytes | None = None  # the key the gateway said it no longer holds (410)
         gateway.in_flight += 1
         try:
             turns = await self._turn(gateway)
@@ -425,7 +425,8 @@ class InferenceClient:
                 del body  # sent: not held while the answer streams
                 async with response:
                     if response.status == _HTTP_GONE and not retried:
-                        rotated = True  # the key was rotated out: refresh, then try once more
+                        # The key was rotated out: refresh (unless done since), retry once.
+                        rotated = signed.bundle.key_id
                     else:
                         await _raise_for_refusal(response, gateway)
                         stopper: list[asyncio.Task[None]] = []  # the cancel, once stop is asked
@@ -448,8 +449,8 @@ class InferenceClient:
                 turns.release()
         finally:
             gateway.in_flight -= 1
-        if rotated:
-            await self._pool.refresh_one(gateway, force=True)
+        if rotated is not None:
+            await self._pool.refresh_one(gateway, force=True, refused=rotated)
             async for item in self._stream_from(
                 gateway, chat, stop, request_id=request_id, retried=True
             ):

@@ -53,7 +53,7 @@ from sealed.relay import (
     open_relay_receipt,
     seal_relay_key,
 )
-from sealed.request import REQUEST_ID_SIZE
+from sealed.request import REQUEST_ID_SIZE, RequestHeader
 from sealed.stream import ACCEPT_HEADER, ACCEPT_RETRY_AFTER
 from services.audit import proof_for
 from services.closing import CloseDeadline
@@ -386,8 +386,10 @@ class RelayService:
         retry_after = read_retry_after(response.headers.get("Retry-After"), time.time())
         if response.status in _FAILOVER_STATUSES:
             self._pool.failed(gateway, retry_after)
-        elif response.status == 410:  # noqa: PLR2004 -- the page sealed to a key rotated out
-            await self._pool.refresh_one(gateway, force=True)
+        elif response.status == 410 and (sealed_to := _key_id(body)) is not None:  # noqa: PLR2004
+            # Sealed to a key the gateway no longer holds: fetched again if it is the one the
+            # bot offers (rotated out), not for any other key a page named (``refresh_one``).
+            await self._pool.refresh_one(gateway, force=True, refused=sealed_to)
         elif response.status == _HTTP_BAD_REQUEST and code == "stale_request":
             # The page stamped the request by the bot's clock (its replies' Date) and sealed it
             # to this gateway's key alone: no other gateway can open it, so it is not failed
@@ -628,6 +630,14 @@ def _log_stopped_before(answer: RelayedAnswer, *, sent: bool) -> None:
         sent=sent,
         cut=answer.reason,
     )
+
+
+def _key_id(body: bytes) -> bytes | None:
+    """The key id the request ``body`` names in its header; None if it has no such header."""
+    try:
+        return RequestHeader.parse(body).key_id
+    except SealedError:  # (the gateway would not have said 410)
+        return None
 
 
 def _terms(ticket: Ticket) -> RelayTerms:

@@ -17,7 +17,7 @@ import json
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -182,10 +182,12 @@ class PythonPage:
         *,
         max_tokens: int | None = None,
         receipt_proof: bytes | None = None,
+        key_id: bytes | None = None,
     ) -> tuple[dict[str, str], bytes, Asked]:
         """Prepare, verify the bundle and seal: the ``api/relay`` headers, body and secrets.
 
-        ``max_tokens`` and ``receipt_proof`` replace what an honest page declares.
+        ``max_tokens`` and ``receipt_proof`` replace what an honest page declares; ``key_id``
+        names another key in the request's header than the bundle's (the gateway holds none).
         """
         size = len(encode_inner(chat, request_id=bytes(16), response_key=bytes(32), timestamp=0))
         status, offer = await self.post("api/prepare", {"model": chat["model"], "size": size})
@@ -194,8 +196,9 @@ class PythonPage:
         first = offer["gateways"][0]
         signed = verify_bundle(first["bundle"], {self.pinned}, now=int(time.time()))
         request_id, response_key = new_request_secrets()
+        bundle = signed.bundle if key_id is None else replace(signed.bundle, key_id=key_id)
         body = seal_request(
-            signed.bundle,
+            bundle,
             chat,
             request_id=request_id,
             response_key=response_key,
