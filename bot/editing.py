@@ -735,10 +735,19 @@ async def _persist(
     return failure
 
 
-def _notice_failed(exc: TelegramAPIError, pacer: Pacer) -> None:
-    """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call."""
+def _notice_failed(exc: TelegramAPIError | ClientDecodeError, pacer: Pacer) -> None:
+    """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call.
+
+    One whose reply is not the Bot API's (a proxy's page) is dropped too; one Telegram took
+    (its "ok", with a result that does not validate) went out: the member was told, and that
+    is no failure. Either raised to the caller was a bug's traceback, and the member who had
+    just been told was told "something went wrong" after it.
+    """
     if isinstance(exc, TelegramRetryAfter):
         pacer.back_off(exc.retry_after)
+    if isinstance(exc, UnreadableReply) and exc.taken:
+        log.info("editing.notice_unreadable")
+        return
     log.warning("editing.notice_failed", error=type(exc).__name__)
 
 
@@ -1020,12 +1029,17 @@ class Editors:
 
         A chat cannot be told alone: the notice is a reply to its message, in the group's pace
         (``post``; Telegram's refusal is the caller's). As for ``tell_one``, a notice that chat
-        already waits for is not queued again: its burst takes one of the group's slots.
+        already waits for is not queued again: its burst takes one of the group's slots. A
+        reply that is not the Bot API's, or Telegram's "ok" naming no message, is a notice's
+        (``_notice_failed``), not a bug apologised for in public.
         """
         with self._not_queued_twice((chat_id, sender_chat_id, text)) as new:
             if new:
                 await self.notice_pacers(chat_id).wait()
-                await self.post(chat_id, text, reply_to=reply_to, markup=None)
+                try:
+                    await self.post(chat_id, text, reply_to=reply_to, markup=None)
+                except ClientDecodeError as exc:
+                    _notice_failed(exc, self.group_pacers(chat_id))
 
     @contextlib.contextmanager
     def _not_queued_twice(self, telling: tuple[int, int, str]) -> Iterator[bool]:
@@ -1100,7 +1114,7 @@ class Editors:
                 log.info("editing.topic_closed")
                 return
             log.info("editing.ephemeral_refused")
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:
             _notice_failed(exc, pacer)
             return
         else:
@@ -1120,8 +1134,10 @@ class Editors:
                 reply_to_message_id=reply_to,
                 reply_markup=markup,
             )
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:
             _notice_failed(exc, pacer)
+            if isinstance(exc, UnreadableReply) and exc.message_id is not None:
+                self._delete_soon(chat_id, exc.message_id)  # it went up, for everyone
             return
         self._delete_soon(chat_id, sent.message_id)
 
