@@ -1023,7 +1023,13 @@ class Editors:
             log.info("editing.retract_failed", error=type(refused).__name__)
 
     async def tell_chat(
-        self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
+        self,
+        chat_id: int,
+        sender_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None = None,
     ) -> None:
         """Tell a chat that posted in a group (an anonymous admin, a channel): a reply, paced.
 
@@ -1031,13 +1037,15 @@ class Editors:
         (``post``; Telegram's refusal is the caller's). As for ``tell_one``, a notice that chat
         already waits for is not queued again: its burst takes one of the group's slots. A
         reply that is not the Bot API's, or Telegram's "ok" naming no message, is a notice's
-        (``_notice_failed``), not a bug apologised for in public.
+        (``_notice_failed``), not a bug apologised for in public. So is ``/groupsettings``'
+        panel (``markup``: its buttons) for the admin ``sender_id`` who opened it: public, for
+        every admin to use, and paced as a notice is, once while one waits.
         """
-        with self._not_queued_twice((chat_id, sender_chat_id, text)) as new:
+        with self._not_queued_twice((chat_id, sender_id, text)) as new:
             if new:
                 await self.notice_pacers(chat_id).wait()
                 try:
-                    await self.post(chat_id, text, reply_to=reply_to, markup=None)
+                    await self.post(chat_id, text, reply_to=reply_to, markup=markup)
                 except ClientDecodeError as exc:
                     _notice_failed(exc, self.group_pacers(chat_id))
 

@@ -354,18 +354,6 @@ async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
     return True
 
 
-async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-    """Reply to ``message`` in its group (in its topic); one deleted meanwhile is left alone.
-
-    Telegram refuses a reply to a message deleted meanwhile (by its sender, an admin, an
-    anti-spam bot), or any message from a bot removed or muted: nobody to tell, no bug.
-    """
-    try:
-        await message.reply(text, reply_markup=markup)
-    except REFUSED as exc:
-        not_answered(exc)
-
-
 def not_answered(exc: Exception) -> None:
     """The one log line of a question Telegram refused Veil's reply to: nobody to tell.
 
@@ -627,16 +615,25 @@ async def ask_as_yourself(message: Message, texts: Texts, editors: Editors) -> N
     await tell_chat(message, texts("group_ask_as_yourself"), editors)
 
 
-async def tell_chat(message: Message, text: str, editors: Editors) -> None:
+async def tell_chat(
+    message: Message, text: str, editors: Editors, markup: InlineKeyboardMarkup | None = None
+) -> None:
     """Reply to ``message``, sent as a chat, at the group's pace; once while one waits.
 
     A chat's burst (bare mentions, questions, commands) would otherwise have a public reply a
     message: a flood, ahead of the answers members asked for. A reply Telegram refuses (the
-    message deleted meanwhile, the bot removed) is a log line.
+    message deleted meanwhile, by its sender, an admin or an anti-spam bot; the bot removed
+    or muted) is a log line: nobody to tell, no bug. An admin's ``/groupsettings`` panel
+    (``markup``) goes so too, once while one waits for that admin.
     """
-    sender = message.sender_chat.id if message.sender_chat is not None else message.chat.id
+    if message.sender_chat is not None:
+        sender = message.sender_chat.id
+    else:
+        sender = message.from_user.id if message.from_user is not None else message.chat.id
     try:
-        await editors.tell_chat(message.chat.id, sender, text, reply_to=message.message_id)
+        await editors.tell_chat(
+            message.chat.id, sender, text, reply_to=message.message_id, markup=markup
+        )
     except REFUSED as exc:  # deleted, or the bot removed
         not_answered(exc)
 
@@ -1135,12 +1132,18 @@ async def sent_by_admin(message: Message, bot: Bot) -> bool:
 
 
 async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
-    """Admins: the group's settings as toggles; anyone else: a short refusal."""
+    """Admins: the group's settings as toggles; anyone else: a short refusal.
+
+    The panel is a public reply (every admin may use it) at the group's pace, as a notice to
+    a chat is (``tell_chat``): sent at once, an admin tapping the command again and again
+    spent the group's messages a minute, and met Telegram's 429s, ahead of members' answers.
+    """
     if not await sent_by_admin(message, bot):
         await tell_alone(message, texts("group_admins_only"), kit.editors)
         return
     settings = await kit.groups.settings(message.chat.id)
-    await reply(message, texts("group_settings"), settings_keyboard(texts, settings))
+    panel = settings_keyboard(texts, settings)
+    await tell_chat(message, texts("group_settings"), kit.editors, panel)
 
 
 async def on_group_set(

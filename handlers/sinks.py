@@ -164,9 +164,18 @@ class Editors(Protocol):
         ...
 
     async def tell_chat(
-        self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
+        self,
+        chat_id: int,
+        sender_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None = None,
     ) -> None:
-        """Tell a chat that posted in a group: a reply at the group's pace, once while queued."""
+        """Tell a chat that posted in a group: a reply at the group's pace, once while queued.
+
+        ``markup``: its buttons (``/groupsettings``' panel, a public reply to an admin too).
+        """
         ...
 
     async def tell_one(  # noqa: PLR0913 -- where, to whom, what, and its buttons

@@ -9,13 +9,24 @@ import structlog
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.harness import wait_until
-from tests.test_bot_groups import ANN, ANSWER, FAST, GROUP, QUESTION, replies, told_last
+from tests.test_bot_groups import (
+    ANN,
+    ANSWER,
+    BOB,
+    FAST,
+    GROUP,
+    QUESTION,
+    answered_last,
+    replies,
+    told_last,
+)
 from tests.test_bot_groups_hostile import ANONYMOUS, ASK_AS_YOURSELF
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
     from pathlib import Path
 
+PANEL = "Veil in this group:"
 USAGE = "Usage: /ask your question — or mention me, or reply to one of my answers."
 
 
@@ -69,3 +80,22 @@ async def test_a_reply_to_a_chat_telegram_took_unnamed_is_no_bug(tmp_path: Path)
     events = [e["event"] for e in logs]
     assert "handler_failed" not in events
     assert "editing.notice_unreadable" in events
+
+
+async def test_an_admin_opening_the_settings_again_and_again_keeps_the_groups_pace(
+    tmp_path: Path,
+) -> None:
+    # Each /groupsettings was a public reply sent at once, outside the group's pace: an admin
+    # tapping it in the command menu again and again (or two admins) spent the ~20 messages a
+    # minute Telegram allows the bot there, and met its 429s, ahead of members' answers.
+    async with running_stack(
+        tmp_path, answer=ANSWER, edit_interval=0.2, group_messages_per_minute=240
+    ) as stack:
+        stack.telegram.limit_groups(4, window=1.0)  # Telegram's 20 a minute, 15 times faster
+        stack.telegram.set_member(GROUP, BOB, "administrator")
+        for _ in range(8):
+            stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
+        await answered_last(stack)
+        panels = [m for m in replies(stack) if m["text"] == PANEL]
+        assert panels  # opened
+        assert stack.telegram.floods == []
