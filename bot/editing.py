@@ -1022,6 +1022,27 @@ class Editors:
         if refused is not None:
             log.info("editing.retract_failed", error=type(refused).__name__)
 
+    async def redraw(
+        self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        """Put ``markup`` under the bot's message ``message_id`` in a group, at its pace.
+
+        ``/groupsettings``' panel after a press: redrawn at once, admins pressing again and
+        again met Telegram's 429s in the group, ahead of members' answers. A flood wait or a
+        failure of Telegram's own is waited out and the edit tried again (``_persist``); the
+        same buttons again ("not modified", two presses at once) are taken; a refusal (the
+        panel deleted meanwhile) is logged: the setting changed all the same.
+        """
+
+        def edit() -> Awaitable[object]:
+            return self.bot.edit_message_reply_markup(
+                chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
+
+        refused = await _persist(edit, self.group_pacers(chat_id), paced=True)
+        if refused is not None:
+            log.info("editing.redraw_failed", error=type(refused).__name__)
+
     async def tell_chat(
         self,
         chat_id: int,

@@ -1172,6 +1172,8 @@ async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what chan
 
     A press forged under another message (a private chat's, an inline one) changes nothing.
     Two presses at once both redraw the panel: the second redraw, unchanged, is no failure.
+    The redraw goes at the group's pace (``Editors.redraw``), in the order the changes were
+    made: the panel ends showing the last.
     """
     message = query.message
     if message is None or message.chat.type not in GROUPS:
@@ -1185,15 +1187,8 @@ async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what chan
         settings = await kit.groups.flip(message.chat.id, setting)
     else:
         settings = await kit.groups.set(message.chat.id, setting, on=on)
-    try:
-        await bot.edit_message_reply_markup(
-            chat_id=message.chat.id,
-            message_id=message.message_id,
-            reply_markup=settings_keyboard(texts, settings),
-        )
-    except TelegramBadRequest as exc:
-        if "not modified" not in exc.message:
-            raise
+    panel = settings_keyboard(texts, settings)
+    await kit.editors.redraw(message.chat.id, message.message_id, panel)
 
 
 async def cmd_terms(

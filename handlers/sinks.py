@@ -163,6 +163,12 @@ class Editors(Protocol):
         """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
         ...
 
+    async def redraw(
+        self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        """Put ``markup`` under the bot's message in a group, at its pace (a refusal: logged)."""
+        ...
+
     async def tell_chat(
         self,
         chat_id: int,

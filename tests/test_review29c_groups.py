@@ -99,3 +99,26 @@ async def test_an_admin_opening_the_settings_again_and_again_keeps_the_groups_pa
         panels = [m for m in replies(stack) if m["text"] == PANEL]
         assert panels  # opened
         assert stack.telegram.floods == []
+
+
+async def test_admins_pressing_the_settings_again_and_again_keep_the_groups_pace(
+    tmp_path: Path,
+) -> None:
+    # Each press redrew the panel at once, outside the group's pace: two admins toggling
+    # back and forth met Telegram's 429s there, ahead of members' answers.
+    async with running_stack(
+        tmp_path, answer=ANSWER, edit_interval=0.2, group_messages_per_minute=240
+    ) as stack:
+        stack.telegram.set_member(GROUP, ANN, "administrator")
+        stack.telegram.set_member(GROUP, BOB, "administrator")
+        stack.telegram.send_text(ANN, "/groupsettings", chat_id=GROUP)
+        (panel,) = await stack.final_messages(GROUP)
+        stack.telegram.limit_groups(4, window=1.0)  # Telegram's 20 a minute, 15 times faster
+        where = {"message_id": panel["message_id"], "chat_id": GROUP}
+        for n in range(8):  # off, on, off, on…: each press a redraw
+            on = ("no", "yes")[n % 2]
+            stack.telegram.press_button((ANN, BOB)[n % 2], f"group-set:reply_context:{on}", **where)
+        await stack.answered_presses(8)
+        await answered_last(stack)
+        assert await stack.veil.store.group_settings(GROUP) == (True, True)  # on, as pressed last
+        assert stack.telegram.floods == []
