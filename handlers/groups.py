@@ -141,13 +141,15 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     Passes the question (the text without the mention) to the handler as ``question``. A
     forward is never addressed to Veil: its mention was written for another chat, and it holds
     no words of the one who forwarded it (to ask about it, they reply to it mentioning Veil).
+    Nor is an inline bot's result a member posts (``via_bot``): its words are that bot's.
+    Veil's own inline answer was answered as the inline one already; another bot's that names
+    Veil (a second Veil of the operator's, asked "what is @veil?", its question shown above
+    its answer) was answered too, charged to the member who asked that bot, not this one.
     """
     text = message.text or message.caption
-    if not text or text.startswith("/") or forwarded(message):
+    if not text or text.startswith("/") or forwarded(message) or message.via_bot is not None:
         return False
     me = await bot.me()
-    if message.via_bot is not None and message.via_bot.id == me.id:
-        return False  # Veil's own inline answer posted here: answered as the inline one already
     entities = message.entities or message.caption_entities or []
     ours = [entity for entity in entities if names_veil(entity, text, me)]
     replied = message.reply_to_message

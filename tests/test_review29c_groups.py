@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from playground.text import user_entities
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.harness import wait_until
@@ -122,3 +123,24 @@ async def test_admins_pressing_the_settings_again_and_again_keep_the_groups_pace
         await answered_last(stack)
         assert await stack.veil.store.group_settings(GROUP) == (True, True)  # on, as pressed last
         assert stack.telegram.floods == []
+
+
+async def test_another_bots_inline_result_naming_veil_is_no_question_to_it(
+    tmp_path: Path,
+) -> None:
+    # A member posts another bot's inline result in the group (a second Veil of the operator's,
+    # asked "what is @veil_test_bot?"): its text names Veil, and Telegram parses the mention,
+    # so Veil answered it too, the other bot's words as the member's question, and charged the
+    # member, who asked that bot and not this one.
+    other = {"id": 777, "is_bot": True, "first_name": "Veil Two", "username": "veil2_bot"}
+    text = f"❓ what is @veil_test_bot {QUESTION}\n\n⏳ Veil is writing…"
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.privacy_mode = True
+        routing = {"chat_id": GROUP, "chat_type": None, "first_name": "Ann", "language_code": "en"}
+        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        content["via_bot"] = other
+        # The fake has no user action for a message via another bot: its own, with the field.
+        assert stack.telegram.user._user_message(ANN, routing, content)
+        last = await answered_last(stack)
+        assert replies(stack) == [last]
+        assert len(stack.vllm.requests) == 1  # Carol's alone
