@@ -1231,7 +1231,8 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type.in_(GROUPS))
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
-    own = ~F.forward_origin  # a forwarded command is someone else's words: not run here
+    # A forwarded command is someone else's words, an inline bot's result that bot's: not run.
+    own = ~F.forward_origin & ~F.via_bot
     router.message.register(cmd_ask, Command("ask", ignore_case=True), own)
     router.message.register(cmd_stop, Command("stop", "cancel", ignore_case=True), own)
     router.message.register(cmd_help, Command("help", "start", ignore_case=True), own)
@@ -1241,7 +1242,7 @@ def build_router() -> Router:
     router.message.register(on_upgraded, F.migrate_to_chat_id | F.migrate_from_chat_id)
     router.message.register(on_addressed, addressed)
     asked = or_f(Command("ask", ignore_case=True), addressed)
-    router.edited_message.register(on_edited, F.chat.type.in_(GROUPS), ~F.forward_origin, asked)
+    router.edited_message.register(on_edited, F.chat.type.in_(GROUPS), own, asked)
     router.callback_query.register(on_group_set, GroupSet.filter())
     router.callback_query.register(on_group_toggle, GroupToggle.filter())
     return router

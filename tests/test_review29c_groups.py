@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import structlog
 
 from playground.text import user_entities
@@ -125,15 +126,22 @@ async def test_admins_pressing_the_settings_again_and_again_keep_the_groups_pace
         assert stack.telegram.floods == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"❓ what is @veil_test_bot {QUESTION}\n\n⏳ Veil is writing…",
+        f"/ask@veil_test_bot {QUESTION}",
+    ],
+    ids=["mention", "command"],
+)
 async def test_another_bots_inline_result_naming_veil_is_no_question_to_it(
-    tmp_path: Path,
+    tmp_path: Path, text: str
 ) -> None:
     # A member posts another bot's inline result in the group (a second Veil of the operator's,
     # asked "what is @veil_test_bot?"): its text names Veil, and Telegram parses the mention,
     # so Veil answered it too, the other bot's words as the member's question, and charged the
-    # member, who asked that bot and not this one.
+    # member, who asked that bot and not this one. A result that reads as an /ask was run too.
     other = {"id": 777, "is_bot": True, "first_name": "Veil Two", "username": "veil2_bot"}
-    text = f"❓ what is @veil_test_bot {QUESTION}\n\n⏳ Veil is writing…"
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.state.privacy_mode = True
         routing = {"chat_id": GROUP, "chat_type": None, "first_name": "Ann", "language_code": "en"}
