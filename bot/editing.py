@@ -735,10 +735,19 @@ async def _persist(
     return failure
 
 
-def _notice_failed(exc: TelegramAPIError, pacer: Pacer) -> None:
-    """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call."""
+def _notice_failed(exc: TelegramAPIError | ClientDecodeError, pacer: Pacer) -> None:
+    """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call.
+
+    One whose reply is not the Bot API's (a proxy's page) is dropped too; one Telegram took
+    (its "ok", with a result that does not validate) went out: the member was told, and that
+    is no failure. Either raised to the caller was a bug's traceback, and the member who had
+    just been told was told "something went wrong" after it.
+    """
     if isinstance(exc, TelegramRetryAfter):
         pacer.back_off(exc.retry_after)
+    if isinstance(exc, UnreadableReply) and exc.taken:
+        log.info("editing.notice_unreadable")
+        return
     log.warning("editing.notice_failed", error=type(exc).__name__)
 
 
@@ -1013,19 +1022,53 @@ class Editors:
         if refused is not None:
             log.info("editing.retract_failed", error=type(refused).__name__)
 
+    async def redraw(
+        self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        """Put ``markup`` under the bot's message ``message_id`` in a group, at its pace.
+
+        ``/groupsettings``' panel after a press: redrawn at once, admins pressing again and
+        again met Telegram's 429s in the group, ahead of members' answers. A flood wait or a
+        failure of Telegram's own is waited out and the edit tried again (``_persist``); the
+        same buttons again ("not modified", two presses at once) are taken; a refusal (the
+        panel deleted meanwhile) is logged: the setting changed all the same.
+        """
+
+        def edit() -> Awaitable[object]:
+            return self.bot.edit_message_reply_markup(
+                chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
+
+        refused = await _persist(edit, self.group_pacers(chat_id), paced=True)
+        if refused is not None:
+            log.info("editing.redraw_failed", error=type(refused).__name__)
+
     async def tell_chat(
-        self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
+        self,
+        chat_id: int,
+        sender_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None = None,
     ) -> None:
         """Tell a chat that posted in a group (an anonymous admin, a channel): a reply, paced.
 
         A chat cannot be told alone: the notice is a reply to its message, in the group's pace
         (``post``; Telegram's refusal is the caller's). As for ``tell_one``, a notice that chat
-        already waits for is not queued again: its burst takes one of the group's slots.
+        already waits for is not queued again: its burst takes one of the group's slots. A
+        reply that is not the Bot API's, or Telegram's "ok" naming no message, is a notice's
+        (``_notice_failed``), not a bug apologised for in public. So is ``/groupsettings``'
+        panel (``markup``: its buttons) for the admin ``sender_id`` who opened it: public, for
+        every admin to use, and paced as a notice is, once while one waits.
         """
-        with self._not_queued_twice((chat_id, sender_chat_id, text)) as new:
+        with self._not_queued_twice((chat_id, sender_id, text)) as new:
             if new:
                 await self.notice_pacers(chat_id).wait()
-                await self.post(chat_id, text, reply_to=reply_to, markup=None)
+                try:
+                    await self.post(chat_id, text, reply_to=reply_to, markup=markup)
+                except ClientDecodeError as exc:
+                    _notice_failed(exc, self.group_pacers(chat_id))
 
     @contextlib.contextmanager
     def _not_queued_twice(self, telling: tuple[int, int, str]) -> Iterator[bool]:
@@ -1100,7 +1143,7 @@ class Editors:
                 log.info("editing.topic_closed")
                 return
             log.info("editing.ephemeral_refused")
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:
             _notice_failed(exc, pacer)
             return
         else:
@@ -1120,8 +1163,10 @@ class Editors:
                 reply_to_message_id=reply_to,
                 reply_markup=markup,
             )
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:
             _notice_failed(exc, pacer)
+            if isinstance(exc, UnreadableReply) and exc.message_id is not None:
+                self._delete_soon(chat_id, exc.message_id)  # it went up, for everyone
             return
         self._delete_soon(chat_id, sent.message_id)
 

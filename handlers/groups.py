@@ -141,13 +141,15 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     Passes the question (the text without the mention) to the handler as ``question``. A
     forward is never addressed to Veil: its mention was written for another chat, and it holds
     no words of the one who forwarded it (to ask about it, they reply to it mentioning Veil).
+    Nor is an inline bot's result a member posts (``via_bot``): its words are that bot's.
+    Veil's own inline answer was answered as the inline one already; another bot's that names
+    Veil (a second Veil of the operator's, asked "what is @veil?", its question shown above
+    its answer) was answered too, charged to the member who asked that bot, not this one.
     """
     text = message.text or message.caption
-    if not text or text.startswith("/") or forwarded(message):
+    if not text or text.startswith("/") or forwarded(message) or message.via_bot is not None:
         return False
     me = await bot.me()
-    if message.via_bot is not None and message.via_bot.id == me.id:
-        return False  # Veil's own inline answer posted here: answered as the inline one already
     entities = message.entities or message.caption_entities or []
     ours = [entity for entity in entities if names_veil(entity, text, me)]
     replied = message.reply_to_message
@@ -352,18 +354,6 @@ async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
     if (await kit.groups.settings(message.chat.id)).answers:
         await tell_alone(message, texts(notice), kit.editors)
     return True
-
-
-async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-    """Reply to ``message`` in its group (in its topic); one deleted meanwhile is left alone.
-
-    Telegram refuses a reply to a message deleted meanwhile (by its sender, an admin, an
-    anti-spam bot), or any message from a bot removed or muted: nobody to tell, no bug.
-    """
-    try:
-        await message.reply(text, reply_markup=markup)
-    except REFUSED as exc:
-        not_answered(exc)
 
 
 def not_answered(exc: Exception) -> None:
@@ -627,16 +617,25 @@ async def ask_as_yourself(message: Message, texts: Texts, editors: Editors) -> N
     await tell_chat(message, texts("group_ask_as_yourself"), editors)
 
 
-async def tell_chat(message: Message, text: str, editors: Editors) -> None:
+async def tell_chat(
+    message: Message, text: str, editors: Editors, markup: InlineKeyboardMarkup | None = None
+) -> None:
     """Reply to ``message``, sent as a chat, at the group's pace; once while one waits.
 
     A chat's burst (bare mentions, questions, commands) would otherwise have a public reply a
     message: a flood, ahead of the answers members asked for. A reply Telegram refuses (the
-    message deleted meanwhile, the bot removed) is a log line.
+    message deleted meanwhile, by its sender, an admin or an anti-spam bot; the bot removed
+    or muted) is a log line: nobody to tell, no bug. An admin's ``/groupsettings`` panel
+    (``markup``) goes so too, once while one waits for that admin.
     """
-    sender = message.sender_chat.id if message.sender_chat is not None else message.chat.id
+    if message.sender_chat is not None:
+        sender = message.sender_chat.id
+    else:
+        sender = message.from_user.id if message.from_user is not None else message.chat.id
     try:
-        await editors.tell_chat(message.chat.id, sender, text, reply_to=message.message_id)
+        await editors.tell_chat(
+            message.chat.id, sender, text, reply_to=message.message_id, markup=markup
+        )
     except REFUSED as exc:  # deleted, or the bot removed
         not_answered(exc)
 
@@ -1135,12 +1134,18 @@ async def sent_by_admin(message: Message, bot: Bot) -> bool:
 
 
 async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
-    """Admins: the group's settings as toggles; anyone else: a short refusal."""
+    """Admins: the group's settings as toggles; anyone else: a short refusal.
+
+    The panel is a public reply (every admin may use it) at the group's pace, as a notice to
+    a chat is (``tell_chat``): sent at once, an admin tapping the command again and again
+    spent the group's messages a minute, and met Telegram's 429s, ahead of members' answers.
+    """
     if not await sent_by_admin(message, bot):
         await tell_alone(message, texts("group_admins_only"), kit.editors)
         return
     settings = await kit.groups.settings(message.chat.id)
-    await reply(message, texts("group_settings"), settings_keyboard(texts, settings))
+    panel = settings_keyboard(texts, settings)
+    await tell_chat(message, texts("group_settings"), kit.editors, panel)
 
 
 async def on_group_set(
@@ -1169,6 +1174,8 @@ async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what chan
 
     A press forged under another message (a private chat's, an inline one) changes nothing.
     Two presses at once both redraw the panel: the second redraw, unchanged, is no failure.
+    The redraw goes at the group's pace (``Editors.redraw``), in the order the changes were
+    made: the panel ends showing the last.
     """
     message = query.message
     if message is None or message.chat.type not in GROUPS:
@@ -1182,15 +1189,8 @@ async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what chan
         settings = await kit.groups.flip(message.chat.id, setting)
     else:
         settings = await kit.groups.set(message.chat.id, setting, on=on)
-    try:
-        await bot.edit_message_reply_markup(
-            chat_id=message.chat.id,
-            message_id=message.message_id,
-            reply_markup=settings_keyboard(texts, settings),
-        )
-    except TelegramBadRequest as exc:
-        if "not modified" not in exc.message:
-            raise
+    panel = settings_keyboard(texts, settings)
+    await kit.editors.redraw(message.chat.id, message.message_id, panel)
 
 
 async def cmd_terms(
@@ -1231,7 +1231,8 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type.in_(GROUPS))
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
-    own = ~F.forward_origin  # a forwarded command is someone else's words: not run here
+    # A forwarded command is someone else's words, an inline bot's result that bot's: not run.
+    own = ~F.forward_origin & ~F.via_bot
     router.message.register(cmd_ask, Command("ask", ignore_case=True), own)
     router.message.register(cmd_stop, Command("stop", "cancel", ignore_case=True), own)
     router.message.register(cmd_help, Command("help", "start", ignore_case=True), own)
@@ -1241,7 +1242,7 @@ def build_router() -> Router:
     router.message.register(on_upgraded, F.migrate_to_chat_id | F.migrate_from_chat_id)
     router.message.register(on_addressed, addressed)
     asked = or_f(Command("ask", ignore_case=True), addressed)
-    router.edited_message.register(on_edited, F.chat.type.in_(GROUPS), ~F.forward_origin, asked)
+    router.edited_message.register(on_edited, F.chat.type.in_(GROUPS), own, asked)
     router.callback_query.register(on_group_set, GroupSet.filter())
     router.callback_query.register(on_group_toggle, GroupToggle.filter())
     return router

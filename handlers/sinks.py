@@ -163,10 +163,25 @@ class Editors(Protocol):
         """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
         ...
 
-    async def tell_chat(
-        self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
+    async def redraw(
+        self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None
     ) -> None:
-        """Tell a chat that posted in a group: a reply at the group's pace, once while queued."""
+        """Put ``markup`` under the bot's message in a group, at its pace (a refusal: logged)."""
+        ...
+
+    async def tell_chat(
+        self,
+        chat_id: int,
+        sender_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        """Tell a chat that posted in a group: a reply at the group's pace, once while queued.
+
+        ``markup``: its buttons (``/groupsettings``' panel, a public reply to an admin too).
+        """
         ...
 
     async def tell_one(  # noqa: PLR0913 -- where, to whom, what, and its buttons
