@@ -50,7 +50,7 @@ from common.collector import freeze_startup
 from common.connections import GuardedSite, guard_app, stopping_runner
 from common.texts import FALLBACK, Catalogs
 from handlers import chat as chat_handlers
-from handlers import errors, forget, groups, history, inline, model, private, start
+from handlers import errors, forget, groups, history, inline, model, pastes, private, start
 from handlers import settings as settings_handlers
 from handlers import shop as shop_handlers
 from handlers import ton as ton_handlers
@@ -165,8 +165,8 @@ def build_dispatcher(
     order = dispatcher[ORDER] = UpdateOrder()
     dispatcher.update.outer_middleware(order)
     # Before any router: a part of a long text may begin with what reads as a command.
-    pastes = chat_handlers.Pastes(held=intake.held_back)  # a next part may wait at Telegram
-    dispatcher.message.outer_middleware(chat_handlers.PasteParts(pastes))
+    joined = pastes.Pastes(held=intake.held_back)  # a next part may wait at Telegram
+    dispatcher.message.outer_middleware(pastes.PasteParts(joined))
     dispatcher["answering"] = chat_handlers.Answering()  # whose answer a question waits behind
     dispatcher["presses"] = chat_handlers.Presses()  # Retry and Continue buttons pressed once
     dispatcher.update.outer_middleware(skip_bare_updates)  # what a poll could not read

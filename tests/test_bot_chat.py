@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from handlers.chat import PASTE_MOST, PASTE_PART, Pastes
+from handlers.pastes import PASTE_MOST, PASTE_PART, Pastes
 from tests.botstack import running_stack, texts_of
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_outside_hostile import settled

@@ -22,7 +22,7 @@ from bot.thinking import MAX_FOLDED, tail, with_thought
 from common.texts import Catalogs
 from common.thought import MARK
 from common.thought import QUOTED as QUOTED_MARK
-from handlers.chat import PASTE_PART
+from handlers.pastes import PASTE_PART
 from handlers.reading import words_of
 from handlers.replies import replied_context
 from playground.rich import parse_rich
