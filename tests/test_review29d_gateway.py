@@ -1,0 +1,102 @@
+"""review29d: the gateway under a hostile network, and the relay headers' edges.
+
+Each test runs a real gateway on 127.0.0.1 before the fake vLLM and sends sealed requests
+by hand, as a relay (or something on its side of the network) would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from multidict import CIMultiDict
+
+from sealed.relay import (
+    RELAY_KEY_HEADER,
+    RELAY_TERMS_HEADER,
+    RelayTerms,
+    new_relay_key,
+    seal_relay_key,
+)
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import post_sealed, run_gateway, seal_call
+
+if TYPE_CHECKING:
+    import aiohttp
+
+ANSWER = " ".join(f"word{i}" for i in range(40))
+
+
+@pytest.mark.parametrize("header", [RELAY_TERMS_HEADER, RELAY_KEY_HEADER])
+async def test_a_relay_header_sent_twice_is_refused_whichever_comes_first(
+    http: aiohttp.ClientSession, header: str
+) -> None:
+    # A relay's terms sent twice, 2 answer tokens and 100: the gateway held the answer to the
+    # first, where a proxy on the way (or another gateway) may read the last, or join them.
+    async with FakeVLLM(answer=ANSWER) as vllm, run_gateway(vllm.url) as running:
+        url = f"{running.url}/v1/sealed/chat/completions"
+        for flip in (False, True):
+            call = seal_call(running)
+            if header == RELAY_TERMS_HEADER:
+                values = [
+                    RelayTerms(call.request_id, "veil-test", tokens).to_header()
+                    for tokens in (2, 100)
+                ]
+            else:
+                bundle = running.gateway.ring.bundle().bundle
+                values = [seal_relay_key(bundle, call.body, new_relay_key()) for _ in range(2)]
+            if flip:
+                values.reverse()
+            headers = CIMultiDict(call.headers())
+            for value in values:
+                headers.add(header, value)
+            reply = await post_sealed(http, running.url, call, headers=headers)
+            asked = [request["max_completion_tokens"] for request in vllm.requests]
+            assert (reply.status, reply.code, asked) == (400, "malformed", []), flip
+            # Refused before its id is registered: the relay's honest resend is answered.
+            single = {**call.headers(), header: values[0]}
+            async with http.post(url, data=call.body, headers=single) as resent:
+                assert resent.status == 200
+                await resent.read()
+            vllm.requests.clear()
+
+
+async def test_the_terms_are_read_and_checked_where_the_spec_says(
+    http: aiohttp.ClientSession,
+) -> None:
+    # docs/protocol.md, checks 10a and 14a, and the model part's lenient reading: what a third
+    # party's relay (JavaScript's encodeURIComponent) or gateway needs to agree with Veil's.
+    async with FakeVLLM(answer=ANSWER) as vllm, run_gateway(vllm.url) as running:
+        url = f"{running.url}/v1/sealed/chat/completions"
+        for model in ["veil-test", "veil%2Dtest", "veil%2dtest", "%76eil-test"]:
+            call = seal_call(running)
+            terms = f"{call.request_id.hex()} 3 {model}"
+            headers = {**call.headers(), RELAY_TERMS_HEADER: f" {terms}\t"}  # OWS is HTTP's
+            async with http.post(url, data=call.body, headers=headers) as reply:
+                assert reply.status == 200, model
+                await reply.read()
+            assert vllm.requests[-1]["max_completion_tokens"] == 3
+        # 14a comes after 14: a malformed chat declared under another id is malformed.
+        call = seal_call(running, {"model": "veil-test", "messages": [{"role": "robot"}]})
+        other = RelayTerms(bytes(16), "veil-test", 3).to_header()
+        refused = await post_sealed(
+            http, running.url, call, headers={**call.headers(), RELAY_TERMS_HEADER: other}
+        )
+        assert (refused.status, refused.code) == (400, "malformed")
+
+
+async def test_unreadable_terms_are_refused_before_the_models_are_known(
+    http: aiohttp.ClientSession,
+) -> None:
+    # Check 10a comes before 11: a gateway that knows no model yet still says the terms are
+    # malformed (a relay's own fault), not 503 no_models (which a client fails over on).
+    async with FakeVLLM(answer=ANSWER) as vllm, run_gateway(vllm.url) as running:
+        running.gateway.ring.set_models((), {})
+        call = seal_call(running)
+        for terms, expected in [("not terms", (400, "malformed")), (None, (503, "no_models"))]:
+            headers = call.headers()
+            if terms is not None:
+                headers[RELAY_TERMS_HEADER] = terms
+            reply = await post_sealed(http, running.url, call, headers=headers)
+            assert (reply.status, reply.code) == expected, terms
+        assert vllm.requests == []
