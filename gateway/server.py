@@ -184,8 +184,13 @@ class Gateway:
                 ids=[ascii(model[:40]) for model in models[:3]],
             )
 
-    def authenticate(self, headers: Mapping[str, str], body: bytes) -> ClientPolicy:
-        """The pinned client whose key signed ``body``; raise ``Unauthenticated`` otherwise."""
+    def pinned(self, headers: Mapping[str, str]) -> tuple[bytes, ClientPolicy]:
+        """The pinned client key ``Veil-Client-Key`` names, and its policy; ``Unauthenticated``.
+
+        Looked at before the body is read too (``routes.handle_sealed_chat``): the signature
+        needs the whole body, up to a megabyte, which a stranger could otherwise have the
+        gateway hold for the body timeout on each of its connections (a gigabyte at the cap).
+        """
         try:
             key = b64d(headers.get(CLIENT_KEY_HEADER, ""))
         except MalformedMessage as exc:
@@ -193,6 +198,11 @@ class Gateway:
         client = self.clients.get(key)
         if client is None:
             raise Unauthenticated("request is not signed by a pinned client key")
+        return key, client
+
+    def authenticate(self, headers: Mapping[str, str], body: bytes) -> ClientPolicy:
+        """The pinned client whose key signed ``body``; raise ``Unauthenticated`` otherwise."""
+        key, client = self.pinned(headers)
         check_client_signature(key, headers.get(CLIENT_SIGNATURE_HEADER), body)
         return client
 

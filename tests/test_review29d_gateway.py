@@ -6,11 +6,16 @@ by hand, as a relay (or something on its side of the network) would.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from multidict import CIMultiDict
 
+from gateway.limits import Limits
+from sealed.auth import CLIENT_KEY_HEADER
+from sealed.encoding import b64e
 from sealed.relay import (
     RELAY_KEY_HEADER,
     RELAY_TERMS_HEADER,
@@ -99,4 +104,31 @@ async def test_unreadable_terms_are_refused_before_the_models_are_known(
                 headers[RELAY_TERMS_HEADER] = terms
             reply = await post_sealed(http, running.url, call, headers=headers)
             assert (reply.status, reply.code) == expected, terms
+        assert vllm.requests == []
+
+
+async def test_a_stranger_is_refused_before_its_body_is_read() -> None:
+    # A stranger's megabyte was read whole (for the signature) before the gateway looked at
+    # whose key it named: each of the cap's connections could hold one for the body timeout.
+    # Its headers alone now get the 401; a pinned client's body is still awaited.
+    stranger = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    limits = Limits(body_timeout=1.0)
+    async with FakeVLLM(answer=ANSWER) as vllm, run_gateway(vllm.url, limits=limits) as running:
+        host, port = running.url.removeprefix("http://").split(":")
+        call = seal_call(running)
+        for key, expected in [(b64e(stranger), b"401"), (None, b"408")]:
+            headers = call.headers()
+            if key is not None:
+                headers[CLIENT_KEY_HEADER] = key
+            head = [
+                "POST /v1/sealed/chat/completions HTTP/1.1",
+                f"Host: {host}",
+                f"Content-Length: {running.gateway.max_body}",
+                *(f"{name}: {value}" for name, value in headers.items()),
+            ]
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + call.body[:100])
+            status_line = await reader.readline()
+            writer.close()
+            assert status_line.split(b" ")[1] == expected, key
         assert vllm.requests == []
