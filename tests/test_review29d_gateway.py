@@ -132,3 +132,26 @@ async def test_a_stranger_is_refused_before_its_body_is_read() -> None:
             writer.close()
             assert status_line.split(b" ")[1] == expected, key
         assert vllm.requests == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [("prompt_tokens", "total_tokens"), ("total_tokens",), ()],
+    ids=["no-answer", "total", "empty"],
+)
+async def test_a_usage_without_its_counts_is_no_usage(
+    http: aiohttp.ClientSession, fields: tuple[str, ...]
+) -> None:
+    # A usage object that leaves out a count (a server that states some, a proxy that drops
+    # some) was read as 0 of it: a whole answer signed as 0 answer tokens, not estimated.
+    # It states nothing: the receipt counts the answer as the deltas relayed, estimated.
+    async with FakeVLLM(answer=ANSWER) as vllm, run_gateway(vllm.url) as running:
+        vllm.usage_fields = fields
+        call = seal_call(running)
+        reply = await post_sealed(http, running.url, call)
+        assert reply.final is not None
+        assert reply.final.receipt is not None
+        receipt = reply.final.receipt.receipt
+        assert reply.text == ANSWER
+        assert (receipt.completion_tokens, receipt.estimated) == (40, True)
+        assert receipt.prompt_tokens > 0
