@@ -387,8 +387,9 @@ def _add_events(chunk: dict[str, Any], events: list[Event]) -> None:  # noqa: C9
             events.append(Finish(reason[:MAX_FINISH_REASON]))
     usage = chunk.get("usage")
     if type(usage) is dict:
-        events.append(
-            Usage(
-                _count(usage.get("prompt_tokens") or 0), _count(usage.get("completion_tokens") or 0)
-            )
-        )
+        stated = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        counts = [_count(value) for value in stated if value is not None]
+        # Both counts or none: one left out (or null) was read as 0, and a whole answer was
+        # signed as free and exact. Without them the receipt is estimated, as with no usage.
+        if len(counts) == len(stated):
+            events.append(Usage(*counts))

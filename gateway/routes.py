@@ -43,7 +43,7 @@ from gateway.relay import relay
 from gateway.server import UPSTREAM_SPARE, Gateway
 from sealed.auth import PROOF_HEADER
 from sealed.encoding import hex_bytes, json_str, parse_json_object
-from sealed.errors import MalformedMessage
+from sealed.errors import MalformedMessage, SealedError
 from sealed.request import REQUEST_ID_SIZE
 
 if TYPE_CHECKING:
@@ -112,6 +112,10 @@ async def handle_sealed_chat(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     received = time.monotonic()
     try:
+        try:
+            gateway.pinned(request.headers)  # a stranger's body is not worth reading
+        except SealedError as exc:
+            raise refusal_for(exc) from exc
         body = await read_body(request, limit=gateway.max_body, within=gateway.limits.body_timeout)
         admitted = gateway.admit(request.headers, body, received)
     except Refusal as refusal:

@@ -2,8 +2,9 @@
 
 A sealed request is admitted only after every check, in this order: the body read whole
 (bounded in size and time), the client's signature, the envelope (key, HPKE, timestamp, request
-id not seen, and a relay's ``Veil-Relay-Key`` when sent), the chat request
-(``gateway.chat``), the model, the client's limits and the gateway's. Its request id is
+id not seen, and a relay's ``Veil-Relay-Key`` and ``Veil-Relay-Terms`` when sent, each once),
+the chat request (``gateway.chat``), the model, the relay's terms held against it, the
+client's limits and the gateway's. Its request id is
 remembered only then, so a refused request can be sent again.
 Routes live in ``gateway.routes``, the stream in ``gateway.relay``.
 """
@@ -44,6 +45,8 @@ from sealed.request import OpenedRequest, RequestHeader, max_request_size, open_
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
+
+    from multidict import MultiMapping
 
     from gateway.clients import ClientPolicy
     from gateway.keys import KeyRing
@@ -181,8 +184,13 @@ class Gateway:
                 ids=[ascii(model[:40]) for model in models[:3]],
             )
 
-    def authenticate(self, headers: Mapping[str, str], body: bytes) -> ClientPolicy:
-        """The pinned client whose key signed ``body``; raise ``Unauthenticated`` otherwise."""
+    def pinned(self, headers: Mapping[str, str]) -> tuple[bytes, ClientPolicy]:
+        """The pinned client key ``Veil-Client-Key`` names, and its policy; ``Unauthenticated``.
+
+        Looked at before the body is read too (``routes.handle_sealed_chat``): the signature
+        needs the whole body, up to a megabyte, which a stranger could otherwise have the
+        gateway hold for the body timeout on each of its connections (a gigabyte at the cap).
+        """
         try:
             key = b64d(headers.get(CLIENT_KEY_HEADER, ""))
         except MalformedMessage as exc:
@@ -190,6 +198,11 @@ class Gateway:
         client = self.clients.get(key)
         if client is None:
             raise Unauthenticated("request is not signed by a pinned client key")
+        return key, client
+
+    def authenticate(self, headers: Mapping[str, str], body: bytes) -> ClientPolicy:
+        """The pinned client whose key signed ``body``; raise ``Unauthenticated`` otherwise."""
+        key, client = self.pinned(headers)
         check_client_signature(key, headers.get(CLIENT_SIGNATURE_HEADER), body)
         return client
 
@@ -226,7 +239,7 @@ class Gateway:
             key_id=self.ring.current.keypair.key_id.hex(),
         )
 
-    def admit(self, headers: Mapping[str, str], body: bytes, received: float) -> Admitted:
+    def admit(self, headers: MultiMapping[str], body: bytes, received: float) -> Admitted:
         """Run every check on a sealed request and take its slots; raise ``Refusal``."""
         try:
             client = self.authenticate(headers, body)
@@ -281,9 +294,9 @@ class Gateway:
         self.limiter.close(admitted.client)
         self.receipts.discard(admitted.opened.request_id)  # a no-op once its final is kept
 
-    def relay_binding(self, headers: Mapping[str, str], body: bytes) -> RelayBinding | None:
+    def relay_binding(self, headers: MultiMapping[str], body: bytes) -> RelayBinding | None:
         """The relay key a ``Veil-Relay-Key`` header carries for ``body``, if one was sent."""
-        text = headers.get(RELAY_KEY_HEADER)
+        text = single_field(headers, RELAY_KEY_HEADER)
         if text is None:
             return None
         now = self.now()
@@ -308,10 +321,24 @@ class Gateway:
         return control
 
 
-def relay_terms(headers: Mapping[str, str]) -> RelayTerms | None:
+def relay_terms(headers: MultiMapping[str]) -> RelayTerms | None:
     """What a relay declared it bills for (``Veil-Relay-Terms``), if it said; ``SealedError``."""
-    text = headers.get(RELAY_TERMS_HEADER)
+    text = single_field(headers, RELAY_TERMS_HEADER)
     return None if text is None else RelayTerms.parse(text)
+
+
+def single_field(headers: MultiMapping[str], name: str) -> str | None:
+    """The one value of header ``name``, None when absent; ``MalformedMessage`` when repeated.
+
+    A relay's headers name one thing each. Sent twice, the gateway read the first (aiohttp's
+    ``get``) while a proxy or another gateway on the way may read the last, or join the two
+    with a comma (Node's HTTP server does so for a field it does not know): two relays of the
+    same bytes were held to different terms, whichever the reader picked.
+    """
+    values = headers.getall(name, [])
+    if len(values) > 1:
+        raise MalformedMessage(f"{name} is sent more than once")
+    return values[0] if values else None
 
 
 async def rotate_forever(gateway: Gateway, interval: float, *, retry: float = 10.0) -> None:

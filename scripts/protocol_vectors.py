@@ -28,7 +28,7 @@ from sealed.auth import (
 from sealed.bundle import KeyBundle, sign_bundle
 from sealed.encoding import canonical_json
 from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
-from sealed.relay import body_hash, seal_relay_key, seal_relay_receipt
+from sealed.relay import RelayTerms, body_hash, seal_relay_key, seal_relay_receipt
 from sealed.request import encode_inner, seal_request
 from sealed.stream import ChunkSealer, Final, stream_id_for
 from sealed.suites import KeyPair
@@ -42,6 +42,9 @@ CLIENT_SEED = bytes(range(144, 176))
 GATEWAY_MLKEM_SEED = bytes(range(176, 240))
 GATEWAY_HYBRID_X25519 = bytes(range(240, 256)) + bytes(range(16))
 RELAY_KEY = bytes(range(16, 48))
+# A relay's terms (``Veil-Relay-Terms``): its tokens, and a model name that must be encoded.
+TERMS_TOKENS = 64
+TERMS_MODEL = "Qwen/Qwen3 8B\u00b7\u03b1"  # a middle dot and a Greek alpha: two bytes of UTF-8 each
 TIMESTAMP = 1_800_000_000
 WINDOW = 4200
 MODELS = ("veil-test",)
@@ -183,6 +186,8 @@ def deterministic_vectors() -> dict[str, Any]:
                 "prompt_tokens": STOPPED_USAGE[0],
                 "completion_tokens": STOPPED_USAGE[1],
             },
+            "relay_terms_tokens": TERMS_TOKENS,
+            "relay_terms_model": TERMS_MODEL,
         },
         "bundle_body": signed.body.decode("ascii"),
         "bundle_signature": signed.signature.hex(),
@@ -200,6 +205,8 @@ def deterministic_vectors() -> dict[str, Any]:
         "cancel_proof": cancel_proof(RESPONSE_KEY, REQUEST_ID).hex(),
         "receipt_proof": receipt_proof(RESPONSE_KEY, REQUEST_ID).hex(),
         **stream_vectors(),
+        "relay_terms_header": RelayTerms(REQUEST_ID, CHAT["model"], TERMS_TOKENS).to_header(),
+        "relay_terms_header_encoded": RelayTerms(REQUEST_ID, TERMS_MODEL, TERMS_TOKENS).to_header(),
     }
 
 

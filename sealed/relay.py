@@ -24,6 +24,8 @@ it (``RelayTerms``)::
 
     Veil-Relay-Terms: request id (32 hex) SP max_completion_tokens SP percent-encoded model
 
+Each header is sent once (the gateway refuses either sent twice).
+
 A sealed request naming another request id or model is refused, and its answer is clamped to
 the declared tokens, so the relay's hold is the most the answer can cost.
 
@@ -86,7 +88,8 @@ _LEN = struct.Struct(">I")
 _FLAGS_AT = 8 + 4  # a chunk body starts with the stream id (8) and seq (4), then the flags
 # The most bytes the header's base64url may decode to: the largest suite's enc, a key, a tag.
 _MAX_RELAY_KEY_TEXT = 4 * (HEADER_SIZE + 1120 + RELAY_KEY_SIZE + _TAG) // 3 + 4
-# The terms header: the request id, the answer tokens (a JSON-safe count), the model's name
+# The terms header: the request id, the answer tokens (16 digits, more than any ceiling, which
+# is what counts: not every one is a JSON-safe integer, and none needs to be), the model's name
 # percent-encoded (at most three characters a byte of a 256-character name's UTF-8).
 _TERMS = re.compile(
     rf"([0-9a-f]{{{2 * REQUEST_ID_SIZE}}}) ([1-9][0-9]{{0,15}}) ([!-~]{{1,{12 * MAX_MODEL_NAME}}})"

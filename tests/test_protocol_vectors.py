@@ -21,7 +21,7 @@ from sealed.bundle import verify_bundle
 from sealed.encoding import b64e
 from sealed.errors import OpenFailed, UnknownKey
 from sealed.receipt import ReceiptStatus, UsageReceipt
-from sealed.relay import body_hash, open_relay_key, open_relay_receipt
+from sealed.relay import RelayTerms, body_hash, open_relay_key, open_relay_receipt
 from sealed.request import open_request
 from sealed.stream import MIN_CHUNK, ChunkOpener, Delta, Final, Reasoning
 from sealed.suites import KeyPair
@@ -194,3 +194,14 @@ def test_relay_vectors_open_to_the_relay_key_and_the_complete_receipt(
     receipt = open_relay_receipt(relay_key, body_hash(sealed), frame[4:])
     assert receipt.body.decode("ascii") == vectors["receipt_body"]
     assert receipt.signature.hex() == vectors["receipt_signature"]
+
+
+def test_relay_terms_vectors_read_back_to_their_inputs(vectors: dict[str, Any]) -> None:
+    inputs = vectors["inputs"]
+    for name, model in (
+        ("relay_terms_header", inputs["chat"]["model"]),
+        ("relay_terms_header_encoded", inputs["relay_terms_model"]),
+    ):
+        terms = RelayTerms.parse(vectors[name])
+        assert terms.request_id.hex() == inputs["request_id"]
+        assert (terms.model, terms.max_completion_tokens) == (model, inputs["relay_terms_tokens"])

@@ -479,6 +479,53 @@ async def test_a_relay_from_the_spec_alone_reads_its_receipt_after_the_final_chu
     assert check_receipt(opened.relay_receipt, bundle, asked, "veil-test")["status"] == "complete"
 
 
+def relay_terms(request_id: bytes, tokens: int, model: str) -> str:
+    """§4, "Relay receipts": ``Veil-Relay-Terms``, the model's UTF-8 percent-encoded.
+
+    Every byte but the unreserved ones, as JavaScript's ``encodeURIComponent`` does (which
+    leaves ``!'()*`` too: the gateway reads any visible ASCII as it is).
+    """
+    unreserved = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!'()*"
+    encoded = "".join(
+        chr(byte) if byte in unreserved else f"%{byte:02X}" for byte in model.encode("utf-8")
+    )
+    return f"{request_id.hex()} {tokens} {encoded}"
+
+
+@pytest.mark.parametrize("served", ["x25519"], indirect=True)  # the header, whatever the suite
+async def test_a_relay_from_the_spec_holds_the_answer_to_its_terms(
+    http: aiohttp.ClientSession, served: Served
+) -> None:
+    # §4, "Relay receipts" and checks 10a and 14a: a request declared under another id is
+    # refused (and its id left free), the terms sent twice are malformed, and the declared
+    # tokens cap the answer however many the sealed request names.
+    bundle = await fetch_bundle(http, served)
+    asked = seal(bundle, {**chat("veil-test"), "max_completion_tokens": 200}, int(time.time()))
+    for terms, expected in (
+        ([relay_terms(secrets.token_bytes(16), 3, "veil-test")], b"terms_mismatch"),
+        ([relay_terms(asked.request_id, 3, "veil-test")] * 2, b"malformed"),
+    ):
+        head = [
+            "POST /v1/sealed/chat/completions HTTP/1.1",
+            "Host: gateway",
+            f"Content-Length: {len(asked.body)}",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in asked.headers().items()),
+            *(f"Veil-Relay-Terms: {value}" for value in terms),
+        ]
+        data = ("\r\n".join(head) + "\r\n\r\n").encode() + asked.body
+        reply = await raw_exchange(served.url, data)
+        assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+        assert expected in reply, reply[:200]
+    extra = {"Veil-Relay-Terms": relay_terms(asked.request_id, 3, "veil-test")}
+    status, data = await post(http, served, asked, extra)
+    assert status == 200
+    opened = open_stream(data, asked.response_key)
+    assert served.fake.requests[-1]["max_completion_tokens"] == 3
+    receipt = check_receipt(opened.final, bundle, asked, "veil-test")
+    assert receipt["completion_tokens"] <= 3
+
+
 async def test_a_spec_client_reads_retry_after_only_when_it_asks_for_it(
     http: aiohttp.ClientSession, served: Served
 ) -> None:

@@ -116,6 +116,8 @@ class FakeVLLM(Served):
       way, in the failure's own words: REFERENCE.md, "After the stream started"); an
       internal error by default.
     - `send_usage`: False never sends usage, even when `stream_options.include_usage` asks.
+      `usage_fields`: the streamed usage object's fields kept (None: all), as a server that
+      states only some of them (or a proxy that drops some) sends it.
     - `tokenize_available`: False makes `/tokenize` a 404, as on a server without the route.
     - `chat_hold`: an event every chat call waits for, recorded in `requests` at once, before
       it is checked or answered (a busy server's front, or one tokenizing a long prompt).
@@ -174,6 +176,7 @@ class FakeVLLM(Served):
         self.drop_after: int | None = None
         self.stall_after: int | None = None
         self.send_usage = True
+        self.usage_fields: tuple[str, ...] | None = None
         self.reasoning: str | None = None
         self.reasoning_field = "reasoning_content"
         self.counts_at_least = False
@@ -532,6 +535,8 @@ class FakeVLLM(Served):
         if include_usage:
             written = sum(self.text_tokens(piece) for piece in [*thoughts, *tokens])
             usage = _usage(prompt_tokens, written)
+            if self.usage_fields is not None:
+                usage = {name: value for name, value in usage.items() if name in self.usage_fields}
             await send({**head, "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
