@@ -304,8 +304,19 @@ class BotSettings(BaseSettings):
     @field_validator("admins")
     @classmethod
     def _admin_ids(cls, value: str) -> str:
+        """Users' ids: ASCII digits, above 0.
+
+        ``isdigit`` alone took ``³`` (then a traceback at start, from ``int``), and a group's
+        or channel's negative id, which no user who writes to the bot ever has: that admin
+        could never use an admin command, and nothing said why.
+        """
         for part in _split(value):
-            if not part.lstrip("-").isdigit():
+            if part.startswith("-") and part[1:].isascii() and part[1:].isdigit():
+                raise ValueError(
+                    f"{part} is a group's or channel's id; an admin is a user: their own id"
+                    " (a whole number above 0)"
+                )
+            if not (part.isascii() and part.isdigit() and int(part) > 0):
                 raise ValueError("Telegram user ids, comma-separated")
         return value
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
 from structlog.testing import capture_logs
 
+from bot.settings import BotSettings
+from common.settings import SettingsError, load_settings
+from sealed.encoding import b64e
 from tests.botstack import running_stack
 
 if TYPE_CHECKING:
@@ -61,3 +65,44 @@ async def test_settings_that_name_served_models_are_not_told(tmp_path: Path) -> 
             await stack.final_messages(USER)
 
     assert [entry for entry in logs if entry["event"].endswith("_unserved")] == []
+
+
+def _settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **given: str) -> None:
+    """The bot's required settings, and ``given``, in the environment (no ``.env`` read)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VEIL_BOT_TOKEN", "123456:TOKEN")
+    monkeypatch.setenv("VEIL_OPERATOR_KEYS", b64e(bytes(32)))
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    ("admins", "line"),
+    [
+        # ``isdigit`` took it; ``int`` then failed at start with a traceback
+        ("12,³", "veil: setting VEIL_ADMINS is invalid: Telegram user ids, comma-separated"),
+        # a group's id: taken, and that admin could never be one
+        (
+            "12, -1001234567890",
+            (
+                "veil: setting VEIL_ADMINS is invalid: -1001234567890 is a group's or channel's"
+                " id; an admin is a user: their own id (a whole number above 0)"
+            ),
+        ),
+        ("0", "veil: setting VEIL_ADMINS is invalid: Telegram user ids, comma-separated"),
+    ],
+)
+def test_admins_that_name_no_user_are_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, admins: str, line: str
+) -> None:
+    """``VEIL_ADMINS`` holds users' ids: anything else stops start-up naming the setting."""
+    _settings_env(monkeypatch, tmp_path, VEIL_ADMINS=admins)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(BotSettings).admin_ids  # noqa: B018 -- what start-up reads
+    assert refused.value.code == line
+
+
+def test_admins_as_users_ids_are_taken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Users' ids, spaced as an operator types them, are the admins."""
+    _settings_env(monkeypatch, tmp_path, VEIL_ADMINS=" 12, 345 ,")
+    assert load_settings(BotSettings).admin_ids == frozenset({12, 345})
