@@ -489,10 +489,18 @@ def run_backup(settings: BotSettings, target: Path) -> int:
     Both copies or neither: a name taken (a journal's copy left from an older backup) is
     refused before anything is copied, and a copy that fails takes the ones made before it
     away, so a restore never pairs a database with a journal from another time.
+
+    The journal is copied first. An entry is marked finished only once the ledger holds its
+    booking, and a restore books again only the entries not finished: with the database
+    copied first, a payment booked and told between the two copies was finished in the
+    journal's copy and absent from the database's, so the restore credited it nowhere. Copied
+    in this order, each entry finished in the journal's copy is in the database's, and one
+    journaled after it was copied is in the database's or in neither (``reconcile`` books it).
     """
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
-        copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
+        journal = (settings.journal_path, target.with_name(target.name + ".journal"))
+        copies.insert(0, journal)
     try:
         made = copy_together(copies)
     except BackupError as exc:

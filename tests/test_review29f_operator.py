@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
@@ -9,8 +13,15 @@ from structlog.testing import capture_logs
 
 from bot.settings import BotSettings
 from common.settings import SettingsError, load_settings
+from models import MasterKey, Store
+from models.journal import Journal, JournalEntry
 from sealed.encoding import b64e
-from tests.botstack import running_stack
+from services.credit import Credit
+from services.journal import PaymentJournal
+from services.prices import Prices
+from services.shop import Pack, Shop
+from tests.botstack import TOKEN, running_stack
+from tests.harness import run_python
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -106,3 +117,92 @@ def test_admins_as_users_ids_are_taken(monkeypatch: pytest.MonkeyPatch, tmp_path
     """Users' ids, spaced as an operator types them, are the admins."""
     _settings_env(monkeypatch, tmp_path, VEIL_ADMINS=" 12, 345 ,")
     assert load_settings(BotSettings).admin_ids == frozenset({12, 345})
+
+
+async def test_a_backup_taken_while_payments_come_holds_each_finished_one_in_its_ledger(
+    tmp_path: Path,
+) -> None:
+    """The journal's copy is taken before the database's: a finished entry is in the ledger.
+
+    A restore replays only the journal's unfinished entries. The database was copied first, so
+    a payment booked and told between the two copies was finished in the journal's copy and
+    missing from the database's: restored, it was credited nowhere, and nothing said so.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    journal = await Journal.open(data / "journal.db")
+    shop = Shop(store, Pack.parse_list("50:50000000"))
+    books = PaymentJournal(journal, shop, Credit(store, Prices.parse("*=20/60"), 0))
+    paying = True
+
+    async def pay() -> int:
+        paid = 0
+        while paying or paid < 20:
+            entry = JournalEntry(
+                kind="payment",
+                user_id=USER,
+                payload="order-1",
+                currency="XTR",
+                total_amount=50,
+                charge_id=f"charge-{paid}",
+                received_at=1_750_000_000,
+            )
+            await journal.record([entry])
+            await books.book(entry)
+            await journal.mark_notified(entry.key, 1_750_000_001)
+            paid += 1
+        return paid
+
+    try:
+        payer = asyncio.create_task(pay())
+        target = tmp_path / "backup.db"
+        made = await asyncio.to_thread(
+            run_python, "-m", "bot", "backup", str(target), env=_backup_env(data)
+        )
+        paying = False
+        paid = await payer
+    finally:
+        await journal.close()
+        await store.close()
+    assert made.returncode == 0, made.stderr
+    with contextlib.closing(sqlite3.connect(target.with_name("backup.db.journal"))) as copy:
+        finished = {
+            str(row[0])
+            for row in copy.execute(
+                "SELECT charge_id FROM payment_journal WHERE notified_at IS NOT NULL"
+            )
+        }
+    with contextlib.closing(sqlite3.connect(target)) as copy:
+        booked = {str(row[0]) for row in copy.execute("SELECT charge_id FROM payments")}
+    assert finished, f"no payment was finished before the journal's copy (of {paid})"
+    assert sorted(finished - booked) == []
+
+
+def _backup_env(data: Path) -> dict[str, str]:
+    """What ``python -m bot backup`` reads: the bot's required settings and its data folder."""
+    return {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+    }
+
+
+async def test_a_database_that_cannot_be_copied_leaves_no_copy_of_its_journal(
+    tmp_path: Path,
+) -> None:
+    """Copied first, the journal's copy goes again when the database's fails: both or neither."""
+    data = tmp_path / "data"
+    data.mkdir()
+    journal = await Journal.open(data / "journal.db")
+    await journal.close()
+    (data / "veil.db").write_bytes(b"not a database " * 100)
+    target = tmp_path / "backup.db"
+
+    made = await asyncio.to_thread(
+        run_python, "-m", "bot", "backup", str(target), env=_backup_env(data)
+    )
+
+    assert made.returncode == 1, made.stderr
+    assert made.stderr.startswith(f"veil: backup of {data / 'veil.db'} failed"), made.stderr
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # noqa: PTH208 -- names, at once
