@@ -206,3 +206,45 @@ async def test_a_database_that_cannot_be_copied_leaves_no_copy_of_its_journal(
     assert made.returncode == 1, made.stderr
     assert made.stderr.startswith(f"veil: backup of {data / 'veil.db'} failed"), made.stderr
     assert sorted(os.listdir(tmp_path)) == ["data"]  # noqa: PTH208 -- names, at once
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("VEIL_STAR_PACKS", "50:50000000,250:10000000000000000000000", "the 250 Stars pack"),
+        ("VEIL_TON_PACKS", "1000000000:1000000000000001", "the 1000000000 pack"),
+        ("VEIL_TON_USDT_PACKS", "100000000000000000000000:1", "the 100000000000000000000000 pack"),
+        ("VEIL_PRICES", "big=1/100000000000000000000,*=20/60", "the price of 'big'"),
+    ],
+)
+def test_packs_and_prices_past_the_most_credit_are_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str, reason: str
+) -> None:
+    """Credit and coin are at most 10**15 here too, as the README says of every such setting.
+
+    They were taken at any size: a pack of 10**22 µ★ was offered, and each payment for it then
+    failed to be booked (the ledger's integers end below 2**63).
+    """
+    _settings_env(monkeypatch, tmp_path, VEIL_TON_USDT="1", **{name: value})
+    with pytest.raises(SettingsError) as refused:
+        load_settings(BotSettings)
+    assert refused.value.code == (
+        f"veil: setting {name} is invalid: {reason}: an amount of credit or coin is at most"
+        " 1_000_000_000_000_000"
+    )
+
+
+def test_packs_and_prices_at_the_most_credit_are_taken(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """10**15 itself is an amount a pack or a price may be."""
+    most = str(10**15)
+    _settings_env(
+        monkeypatch,
+        tmp_path,
+        VEIL_STAR_PACKS=f"50:{most}",
+        VEIL_TON_PACKS=f"{most}:{most}",
+        VEIL_PRICES=f"*={most}/{most}",
+    )
+    settings = load_settings(BotSettings)
+    assert (settings.packs[0].units, settings.ton_pack_list[0].amount) == (10**15, 10**15)
