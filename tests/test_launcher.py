@@ -252,6 +252,40 @@ async def test_a_bad_port_of_the_run_command_is_one_line_before_anything_starts(
     assert names_in(data) == []  # no key made, no log started, nothing built
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # the gateway failed to bind once the model server had loaded (after its build)
+        ("VEIL_LOCAL_MODEL_PORT", "VEIL_GATEWAY_PORT"),
+        ("VEIL_GATEWAY_PORT", "VEIL_PLAYGROUND_PORT"),
+    ],
+)
+async def test_two_parts_given_one_port_are_one_line_before_anything_starts(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    # review29f: each port was checked alone, free before the run; the second part to take
+    # the one port failed once the first held it.
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    data, cache = tmp_path / "data", tmp_path / "llama.cpp"
+    install_fake_llama_server(cache)
+    port = str(free_port())
+    launcher = await launch(
+        env={
+            "VEIL_DATA_DIR": str(data),
+            "VEIL_LOCAL_MODEL": str(model),
+            "VEIL_LLAMA_CPP_DIR": str(cache),
+            first: port,
+            second: port,
+        }
+    )
+    assert await wait_exit(launcher) == 1
+    assert launcher.lines == [
+        f"veil: {first} and {second} are both {port}: give each part a port of its own"
+    ]
+    assert names_in(data) == []  # no key made, no log started
+
+
 async def test_a_data_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     taken = tmp_path / "data"
     taken.write_text("a file where the folder should be")  # was a FileExistsError traceback
