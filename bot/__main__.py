@@ -240,15 +240,16 @@ def lost_master_key(settings: BotSettings) -> bool:
 
 
 def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
-    """The client key, or None after one line saying what is wrong with it.
+    """The client key, or None after one line saying what is wrong with it (or them).
 
-    A missing key is told how to make and pin one; a key that is there but refused (too
-    widely readable, of another kind) is not: keygen would refuse to overwrite it, and a new
-    key must be pinned in every gateway again.
+    ``VEIL_OPERATOR_KEYS`` holding its own verify key is wrong with them. A missing key is
+    told how to make and pin one; a key that is there but refused (too widely readable, of
+    another kind) is not: keygen would refuse to overwrite it, and a new key must be pinned in
+    every gateway again.
     """
     path = settings.client_key_path
     try:
-        return read_key_file(path, CLIENT_KEY_HEADER)
+        key = read_key_file(path, CLIENT_KEY_HEADER)
     except KeyFileError as exc:
         make = (
             f"; make one with python -m bot keygen --out {path} and pin the key it prints in"
@@ -261,6 +262,16 @@ def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
         line = f"veil: setting VEIL_CLIENT_KEY_FILE: {exc}{'' if there else make}"
         print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return None
+    if key.public_key().public_bytes_raw() in settings.verify_keys:
+        # The two keygens' printed keys swapped: every bundle would be refused as signed by a
+        # key not pinned, and every question fail, the bot serving all the same.
+        print(  # noqa: T201 -- one clear line for the operator
+            "veil: setting VEIL_OPERATOR_KEYS is invalid: it holds the bot's own client verify"
+            f" key ({path}); give the key python -m gateway keygen printed",
+            file=sys.stderr,
+        )
+        return None
+    return key
 
 
 def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:

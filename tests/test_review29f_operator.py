@@ -21,7 +21,7 @@ from services.journal import PaymentJournal
 from services.prices import Prices
 from services.shop import Pack, Shop
 from tests.botstack import TOKEN, running_stack
-from tests.harness import run_python
+from tests.harness import CLIENT_VERIFY_KEY, install_client_key, new_operator_key, run_python
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -248,3 +248,62 @@ def test_packs_and_prices_at_the_most_credit_are_taken(
     )
     settings = load_settings(BotSettings)
     assert (settings.packs[0].units, settings.ton_pack_list[0].amount) == (10**15, 10**15)
+
+
+async def test_a_bot_given_its_own_client_key_as_the_operator_key_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The two keygens' keys swapped in ``VEIL_OPERATOR_KEYS``: one line, before serving.
+
+    The bot served, and refused every gateway's bundle as signed by a key not pinned: each
+    question failed.
+    """
+    data = tmp_path / "data"
+    key_file = install_client_key(data)
+    made = await asyncio.to_thread(
+        run_python,
+        "-m",
+        "bot",
+        env={
+            **_backup_env(data),
+            "VEIL_OPERATOR_KEYS": b64e(CLIENT_VERIFY_KEY),
+            "VEIL_TELEGRAM_API": "http://127.0.0.1:9",
+        },
+    )
+    assert (made.returncode, made.stderr.strip().splitlines()[-1]) == (
+        2,
+        (
+            "veil: setting VEIL_OPERATOR_KEYS is invalid: it holds the bot's own client verify"
+            f" key ({key_file}); give the key python -m gateway keygen printed"
+        ),
+    )
+
+
+async def test_a_gateway_given_its_own_operator_key_as_a_client_key_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The swap on the gateway's side, ``VEIL_CLIENT_KEYS``: one line, before it listens.
+
+    It served, taking requests signed by its own operator key and refusing the bot's with 401.
+    """
+    key_file, verify_key = await new_operator_key(tmp_path)
+    made = await asyncio.to_thread(
+        run_python,
+        "-m",
+        "gateway",
+        env={
+            "VEIL_OPERATOR_KEY_FILE": str(key_file),
+            "VEIL_CLIENT_KEYS": f"bot:{b64e(verify_key)}",
+            "VEIL_VLLM_URL": "http://127.0.0.1:9",
+            "VEIL_GATEWAY_PORT": "0",
+            "VEIL_METRICS_PORT": "0",
+        },
+        timeout=30,
+    )
+    assert (made.returncode, made.stderr.strip().splitlines()[-1]) == (
+        2,
+        (
+            "veil: setting VEIL_CLIENT_KEYS is invalid: client bot is this gateway's own"
+            " operator verify key; pin the key python -m bot keygen printed"
+        ),
+    )
