@@ -21,7 +21,13 @@ from services.journal import PaymentJournal
 from services.prices import Prices
 from services.shop import Pack, Shop
 from tests.botstack import TOKEN, running_stack
-from tests.harness import CLIENT_VERIFY_KEY, install_client_key, new_operator_key, run_python
+from tests.harness import (
+    CLIENT_VERIFY_KEY,
+    free_port,
+    install_client_key,
+    new_operator_key,
+    run_python,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -301,3 +307,27 @@ async def test_a_gateway_given_its_own_operator_key_as_a_client_key_is_refused(
             " operator verify key; pin the key python -m bot keygen printed"
         ),
     )
+
+
+async def test_a_backup_through_the_entry_point_waits_for_no_playground(tmp_path: Path) -> None:
+    """A bot without a token backs up with the playground down, at once.
+
+    The backup operations.md runs in compose (``exec bot python -m common.container bot
+    backup FILE``) waited 2 minutes for a playground it does not need, then failed.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+    target = tmp_path / "backup.db"
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path / "no-secrets"),
+        "VEIL_PLAYGROUND_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+    }
+    made = await asyncio.to_thread(
+        run_python, "-m", "common.container", "bot", "backup", str(target), env=env, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    assert target.is_file()
