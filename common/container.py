@@ -402,8 +402,10 @@ def check_stop_period(env: Mapping[str, str]) -> None:
         raise ContainerError(
             f"setting VEIL_BOT_STOP_PERIOD is {period:g} s, but VEIL_SHUTDOWN_GRACE ({grace:g})"
             f" and VEIL_STOP_GRACE ({stop_grace:g}) need {needed:g} s or more with"
-            f" {BOT_STOP_SLACK_S:g} s to close: set VEIL_BOT_STOP_PERIOD={math.ceil(needed)},"
-            " or compose kills the bot while it settles answers"
+            f" {BOT_STOP_SLACK_S:g} s to close: set VEIL_BOT_STOP_PERIOD={math.ceil(needed)}"
+            " in the shell or the .env beside docker-compose.yml (compose's stop_grace_period"
+            " reads it there, never from a service's environment), or compose kills the bot"
+            " while it settles answers"
         )
 
 
