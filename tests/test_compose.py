@@ -626,7 +626,7 @@ def test_the_stop_period_advised_is_one_the_check_then_takes(grace: str, advised
     # A grace with a fraction: "set VEIL_BOT_STOP_PERIOD=85" for the 85.4 s needed, rounded
     # down, so the period set as told was refused again.
     env = {"VEIL_SHUTDOWN_GRACE": grace, "VEIL_BOT_STOP_PERIOD": "60"}
-    with pytest.raises(ContainerError, match=f"set VEIL_BOT_STOP_PERIOD={advised},"):
+    with pytest.raises(ContainerError, match=f"set VEIL_BOT_STOP_PERIOD={advised} in the shell"):
         check_stop_period(env)
     check_stop_period(env | {"VEIL_BOT_STOP_PERIOD": advised})
 
