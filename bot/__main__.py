@@ -240,15 +240,16 @@ def lost_master_key(settings: BotSettings) -> bool:
 
 
 def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
-    """The client key, or None after one line saying what is wrong with it.
+    """The client key, or None after one line saying what is wrong with it (or them).
 
-    A missing key is told how to make and pin one; a key that is there but refused (too
-    widely readable, of another kind) is not: keygen would refuse to overwrite it, and a new
-    key must be pinned in every gateway again.
+    ``VEIL_OPERATOR_KEYS`` holding its own verify key is wrong with them. A missing key is
+    told how to make and pin one; a key that is there but refused (too widely readable, of
+    another kind) is not: keygen would refuse to overwrite it, and a new key must be pinned in
+    every gateway again.
     """
     path = settings.client_key_path
     try:
-        return read_key_file(path, CLIENT_KEY_HEADER)
+        key = read_key_file(path, CLIENT_KEY_HEADER)
     except KeyFileError as exc:
         make = (
             f"; make one with python -m bot keygen --out {path} and pin the key it prints in"
@@ -261,6 +262,16 @@ def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
         line = f"veil: setting VEIL_CLIENT_KEY_FILE: {exc}{'' if there else make}"
         print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return None
+    if key.public_key().public_bytes_raw() in settings.verify_keys:
+        # The two keygens' printed keys swapped: every bundle would be refused as signed by a
+        # key not pinned, and every question fail, the bot serving all the same.
+        print(  # noqa: T201 -- one clear line for the operator
+            "veil: setting VEIL_OPERATOR_KEYS is invalid: it holds the bot's own client verify"
+            f" key ({path}); give the key python -m gateway keygen printed",
+            file=sys.stderr,
+        )
+        return None
+    return key
 
 
 def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
@@ -489,10 +500,18 @@ def run_backup(settings: BotSettings, target: Path) -> int:
     Both copies or neither: a name taken (a journal's copy left from an older backup) is
     refused before anything is copied, and a copy that fails takes the ones made before it
     away, so a restore never pairs a database with a journal from another time.
+
+    The journal is copied first. An entry is marked finished only once the ledger holds its
+    booking, and a restore books again only the entries not finished: with the database
+    copied first, a payment booked and told between the two copies was finished in the
+    journal's copy and absent from the database's, so the restore credited it nowhere. Copied
+    in this order, each entry finished in the journal's copy is in the database's, and one
+    journaled after it was copied is in the database's or in neither (``reconcile`` books it).
     """
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
-        copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
+        journal = (settings.journal_path, target.with_name(target.name + ".journal"))
+        copies.insert(0, journal)
     try:
         made = copy_together(copies)
     except BackupError as exc:

@@ -632,7 +632,7 @@ async def _start_polling(veil: Veil) -> User:
     me = await veil.bot.get_me()
     await veil.bot.delete_webhook(drop_pending_updates=False)
     await register_commands(veil)
-    await veil.chat.inference.refresh()
+    await veil.chat.models()  # the bundles; a default model or price no gateway serves is told
     return me
 
 

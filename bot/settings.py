@@ -47,6 +47,16 @@ def _operator_keys(value: str) -> str:
     return value
 
 
+def _most_units(what: str, *amounts: int) -> None:
+    """Refuse an amount of credit or coin past ``MOST_UNITS``, as every such setting is.
+
+    A pack's or a price's was taken at any size: a pack of 10**22 µ★ was sold, and its
+    payment then failed to be booked, each time (SQLite's integers end below 2**63).
+    """
+    if any(amount > MOST_UNITS for amount in amounts):
+        raise ValueError(f"{what}: an amount of credit or coin is at most {MOST_UNITS:_}")
+
+
 # Where a newcomer finds the key (a key file's path, or the key file's line, was told only
 # "not base64url").
 _WHERE_VERIFY_KEYS = (
@@ -198,14 +208,19 @@ class BotSettings(BaseSettings):
     @field_validator("prices")
     @classmethod
     def _prices(cls, value: str) -> str:
-        Prices.parse(value)
+        table = Prices.parse(value)
+        for model, price in [("*", table.default), *table.models.items()]:
+            _most_units(f"the price of {model!r}", price.input, price.output)
         return value
 
     @field_validator("star_packs")
     @classmethod
     def _packs(cls, value: str) -> str:
-        if not Pack.parse_list(value):
+        packs = Pack.parse_list(value)
+        if not packs:
             raise ValueError("at least one pack, as stars:units")
+        for pack in packs:
+            _most_units(f"the {pack.stars} Stars pack", pack.units)
         return value
 
     @field_validator("ton_address", "ton_usdt_master")
@@ -223,8 +238,11 @@ class BotSettings(BaseSettings):
     @field_validator("ton_packs", "ton_usdt_packs")
     @classmethod
     def _ton_packs(cls, value: str, info: ValidationInfo) -> str:
-        if not TonPack.parse_list(value, "gram"):
+        packs = TonPack.parse_list(value, "gram")
+        if not packs:
             raise ValueError(f"at least one pack, as amount:units ({info.field_name})")
+        for pack in packs:
+            _most_units(f"the {pack.amount} pack", pack.amount, pack.units)
         return value
 
     @property
@@ -304,8 +322,19 @@ class BotSettings(BaseSettings):
     @field_validator("admins")
     @classmethod
     def _admin_ids(cls, value: str) -> str:
+        """Users' ids: ASCII digits, above 0.
+
+        ``isdigit`` alone took ``³`` (then a traceback at start, from ``int``), and a group's
+        or channel's negative id, which no user who writes to the bot ever has: that admin
+        could never use an admin command, and nothing said why.
+        """
         for part in _split(value):
-            if not part.lstrip("-").isdigit():
+            if part.startswith("-") and part[1:].isascii() and part[1:].isdigit():
+                raise ValueError(
+                    f"{part} is a group's or channel's id; an admin is a user: their own id"
+                    " (a whole number above 0)"
+                )
+            if not (part.isascii() and part.isdigit() and int(part) > 0):
                 raise ValueError("Telegram user ids, comma-separated")
         return value
 

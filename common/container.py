@@ -21,8 +21,9 @@ file can never set ``PATH`` or ``LD_PRELOAD``; an empty file sets nothing.
 A bot without a token: when ``VEIL_BOT_TOKEN`` is still unset and ``VEIL_PLAYGROUND_URL`` names
 a playground, the bot waits for that playground and talks to it, as ``scripts/run`` does, and
 takes Gram payments on the playground's emulated toncenter (``playground_ton_settings``). Not
-for ``--help``, ``keygen`` or settings the bot refuses anyway: those answer at once. Whether it
-refuses them is its own check, run in a child and bounded (``SETTINGS_CHECK_SECONDS``).
+for ``--help``, ``keygen``, ``backup``, ``audit`` or settings the bot refuses anyway: those
+answer at once. Whether it refuses them is its own check, run in a child and bounded
+(``SETTINGS_CHECK_SECONDS``).
 
 A bot's stop period: compose gives the bot ``stop_grace_period`` (``VEIL_BOT_STOP_PERIOD``
 seconds, 90 unless set) after SIGTERM before it kills it, and hands the bot the same variable.
@@ -152,7 +153,8 @@ def asks_for_help(args: Sequence[str]) -> bool:
 def bot_playground_settings(env: Mapping[str, str], args: Sequence[str]) -> dict[str, str]:
     """``playground_settings`` for the bot, when they give it settings it takes.
 
-    ``keygen`` gets none: it needs no Telegram and waited for the playground all the same.
+    ``keygen`` gets none: it needs no Telegram and waited for the playground all the same;
+    ``backup`` and ``audit`` get them without waiting for it.
 
     A bot whose settings are wrong anyway (a grace of "soon", a level the logs do not know)
     is started at once, with the playground's settings but without waiting for it: it says
@@ -168,6 +170,11 @@ def bot_playground_settings(env: Mapping[str, str], args: Sequence[str]) -> dict
     given |= playground_ton_settings(env, url)
     if args[:1] == ["keygen"]:  # makes a key file: no Telegram, no settings
         return {}
+    if args[:1] in (["backup"], ["audit"]):
+        # They read the data folder alone: the token the settings want, no playground waited
+        # for (the backup operations.md runs with exec waited 2 minutes, then failed, while
+        # the playground was down).
+        return given
     if not bot_takes_settings({**env, **given}):
         return given
     return playground_settings(env, PLAYGROUND_WAIT_SECONDS)
@@ -395,8 +402,10 @@ def check_stop_period(env: Mapping[str, str]) -> None:
         raise ContainerError(
             f"setting VEIL_BOT_STOP_PERIOD is {period:g} s, but VEIL_SHUTDOWN_GRACE ({grace:g})"
             f" and VEIL_STOP_GRACE ({stop_grace:g}) need {needed:g} s or more with"
-            f" {BOT_STOP_SLACK_S:g} s to close: set VEIL_BOT_STOP_PERIOD={math.ceil(needed)},"
-            " or compose kills the bot while it settles answers"
+            f" {BOT_STOP_SLACK_S:g} s to close: set VEIL_BOT_STOP_PERIOD={math.ceil(needed)}"
+            " in the shell or the .env beside docker-compose.yml (compose's stop_grace_period"
+            " reads it there, never from a service's environment), or compose kills the bot"
+            " while it settles answers"
         )
 
 

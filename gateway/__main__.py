@@ -72,6 +72,15 @@ async def serve(settings: GatewaySettings) -> int:
         )
     except ValueError as exc:
         raise SettingsError(f"veil: setting VEIL_CLIENT_KEYS is invalid: {exc}") from None
+    own = operator.public_key().public_bytes_raw()
+    for client in clients.values():
+        if client.verify_key == own:
+            # The two keygens' printed keys swapped: the gateway would take requests signed by
+            # its own operator key, and refuse the bot's every request with 401.
+            raise SettingsError(
+                f"veil: setting VEIL_CLIENT_KEYS is invalid: client {client.name} is this"
+                " gateway's own operator verify key; pin the key python -m bot keygen printed"
+            )
     suite = Suite.X25519 if settings.gateway_suite == "x25519" else Suite.MLKEM768_X25519
     api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
     if api_key and settings.vllm_url.username:

@@ -475,7 +475,8 @@ def _decoder_for(fields: dict[str, str]) -> BodyDecoder:
         return BodyDecoder()
     values = {v.strip() for v in length.split(",")}
     value = values.pop()
-    if values or not value.isdigit() or len(value) > _MAX_SIZE_DIGITS:
+    # ASCII digits only: ``isdigit`` takes "²" (latin-1's 0xB2), which ``int`` refuses.
+    if values or not (value.isascii() and value.isdigit()) or len(value) > _MAX_SIZE_DIGITS:
         raise malformed("Content-Length")
     return BodyDecoder(length=int(value))
 

@@ -328,6 +328,15 @@ def check_ports(env: dict[str, str], *, local_model: bool) -> list[tuple[str, in
         ports.append((GATEWAY_PORT[0], port_setting(env, *GATEWAY_PORT)))
     if not env.get("VEIL_BOT_TOKEN"):
         ports.append((PLAYGROUND_PORT[0], port_setting(env, *PLAYGROUND_PORT)))
+    # Each was found free alone: two parts on one port passed, and the second to start failed
+    # to bind once the first held it (the gateway once the model server had loaded).
+    taken: dict[int, str] = {}
+    for name, port in ports:
+        if port in taken:
+            raise LaunchError(
+                f"{taken[port]} and {name} are both {port}: give each part a port of its own"
+            )
+        taken[port] = name
     return ports
 
 

@@ -114,7 +114,7 @@ def binary_path(env: Mapping[str, str]) -> Path:
 def build_jobs(env: Mapping[str, str]) -> int:
     """Compile jobs at once: ``CMAKE_BUILD_PARALLEL_LEVEL``, else one per usable core."""
     chosen = env.get("CMAKE_BUILD_PARALLEL_LEVEL", "")
-    if chosen.isdigit() and int(chosen) > 0:
+    if chosen.isascii() and chosen.isdigit() and int(chosen) > 0:  # "²" is a digit to isdigit
         return int(chosen)
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))

@@ -295,6 +295,8 @@ class ChatService:
     deliveries: Deliveries = field(init=False)
     _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
     _close_deadline: CloseDeadline = field(default_factory=CloseDeadline, init=False)
+    # The served models the settings were last checked against (``_check_model_settings``).
+    _checked_against: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
         # The clock and the lifetime read through the service at each use: a test may set
@@ -1082,7 +1084,28 @@ class ChatService:
     async def models(self) -> tuple[str, ...]:
         """The models the verified gateways serve."""
         await self.inference.refresh()
-        return self.inference.models()
+        served = self.inference.models()
+        self._check_model_settings(served)
+        return served
+
+    def _check_model_settings(self, served: tuple[str, ...]) -> None:
+        """Warn when ``VEIL_DEFAULT_MODEL`` or a model ``VEIL_PRICES`` names is not served.
+
+        Either, misspelt or left from another model, did nothing and said nothing: users got
+        the first served model, and a model priced under a wrong name was billed at the ``*``
+        price. Told once for each set of served models (none served tells nothing: the
+        gateways may only be away).
+        """
+        if not served or served == self._checked_against:
+            return
+        self._checked_against = served
+        if self.default_model and self.default_model not in served:
+            log.warning(
+                "chat.default_model_unserved", model=self.default_model, served=list(served)
+            )
+        priced = sorted(set(self.credit.prices.models) - set(served))
+        if priced:
+            log.warning("chat.priced_model_unserved", models=priced, served=list(served))
 
     async def model_for(self, chosen: str | None) -> str:
         """The model to use: the user's choice if still served, else the default."""

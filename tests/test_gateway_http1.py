@@ -446,6 +446,8 @@ async def test_a_length_body_cut_short_is_a_failure_not_a_short_answer(
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, ,chunked\r\n\r\n", "transfer coding"),
         (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n", "content coding"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n", "Content-Length"),
+        # a digit to str.isdigit, none to int() (review29f): was a ValueError past the checks
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nX: " + b"x" * MAX_HEAD_BYTES + b"\r\n\r\n", "head too long"),
         (b"HTTP/1.1 200 OK\n\n", "closed the stream"),  # bare LF: never a head

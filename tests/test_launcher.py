@@ -222,6 +222,17 @@ async def test_a_data_dir_the_parts_refuse_is_refused_first_making_nothing(
     assert names_in(work) == []
 
 
+async def launch_local(tmp_path: Path, settings: dict[str, str]) -> tuple[ManagedProcess, Path]:
+    """The run command on a local model whose ``llama-server`` is built already; its data."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    data, cache = tmp_path / "data", tmp_path / "llama.cpp"
+    install_fake_llama_server(cache)  # built already: nothing to compile
+    env = {"VEIL_DATA_DIR": str(data), "VEIL_LOCAL_MODEL": str(model)}
+    launcher = await launch(env={**env, "VEIL_LLAMA_CPP_DIR": str(cache), **settings})
+    return launcher, data
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -234,22 +245,33 @@ async def test_a_data_dir_the_parts_refuse_is_refused_first_making_nothing(
 async def test_a_bad_port_of_the_run_command_is_one_line_before_anything_starts(
     tmp_path: Path, name: str, value: str
 ) -> None:
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
-    data, cache = tmp_path / "data", tmp_path / "llama.cpp"
-    install_fake_llama_server(cache)  # built already: nothing to compile
-    launcher = await launch(
-        env={
-            "VEIL_DATA_DIR": str(data),
-            "VEIL_LOCAL_MODEL": str(model),
-            "VEIL_LLAMA_CPP_DIR": str(cache),
-            name: value,
-        }
-    )
+    launcher, data = await launch_local(tmp_path, {name: value})
     assert await wait_exit(launcher) == 1
     [line] = launcher.lines
     assert line == f"veil: {name}: a port number from 1 to 65535, not {value!r}"
     assert names_in(data) == []  # no key made, no log started, nothing built
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # the gateway failed to bind once the model server had loaded (after its build)
+        ("VEIL_LOCAL_MODEL_PORT", "VEIL_GATEWAY_PORT"),
+        ("VEIL_GATEWAY_PORT", "VEIL_PLAYGROUND_PORT"),
+    ],
+)
+async def test_two_parts_given_one_port_are_one_line_before_anything_starts(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    # review29f: each port was checked alone, free before the run; the second part to take
+    # the one port failed once the first held it.
+    port = str(free_port())
+    launcher, data = await launch_local(tmp_path, {first: port, second: port})
+    assert await wait_exit(launcher) == 1
+    assert launcher.lines == [
+        f"veil: {first} and {second} are both {port}: give each part a port of its own"
+    ]
+    assert names_in(data) == []  # no key made, no log started
 
 
 async def test_a_data_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:

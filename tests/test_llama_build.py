@@ -193,6 +193,8 @@ def test_the_missing_tool_is_named(tmp_path: Path) -> None:
 def test_jobs_and_the_estimate_follow_the_cores() -> None:
     assert build_jobs({"CMAKE_BUILD_PARALLEL_LEVEL": "3"}) == 3
     assert build_jobs({}) >= 1
+    # not a count (a digit to str.isdigit, none to int(): a traceback): the cores, as unset
+    assert build_jobs({"CMAKE_BUILD_PARALLEL_LEVEL": "²"}) == build_jobs({})
     assert estimate_minutes(2) == 11
     assert estimate_minutes(16) == 2  # never promises less than two minutes
 
