@@ -39,7 +39,7 @@ from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
 from handlers.commands import TextCommand, forwarded, in_caption
 from handlers.failures import ENDING_NOTES, noted
-from handlers.reading import veils, words_of
+from handlers.reading import asked_text, veils, words_of
 from handlers.replies import (
     EDITS_REMEMBERED,
     TELEGRAM_LATER,
@@ -691,22 +691,6 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         replied=replied,
         reply_to=message.message_id,
     )
-
-
-def asked_text(message: Message, bot_id: int, catalogs: Catalogs) -> str:
-    """The text ``message`` asks: its own, or Veil's answer it forwards, read without the thinking.
-
-    A forward of Veil's answer (``veils``) is the user's question quoting Veil: the thinking
-    Veil folded before it went to the model as the question's first words. It is read as a
-    reply to Veil's answer is (``words_of``); anyone else's quote opening with the mark is
-    theirs, and read. A forward of Veil's notice, whole, is no answer, nor one of its thinking
-    alone (a message of its own before a long answer: nothing, read so): ``on_text`` asks
-    nothing.
-    """
-    text = message.text or ""
-    if not veils(message, bot_id):
-        return text
-    return words_of(message, bot_id, catalogs) or ""
 
 
 async def opened_topic(message: Message, chat: ChatService, texts: Texts) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiogram import BaseMiddleware
 from aiogram.types import Message
 
-from handlers.chat import asked_text
+from handlers.reading import asked_text
 from handlers.replies import topic_of
 
 if TYPE_CHECKING:

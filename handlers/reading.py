@@ -279,3 +279,19 @@ def _rich(text: object) -> str:
         if words is not None:
             return _rich(words)
     return ""
+
+
+def asked_text(message: Message, bot_id: int, catalogs: Catalogs) -> str:
+    """The text ``message`` asks: its own, or Veil's answer it forwards, read without the thinking.
+
+    A forward of Veil's answer (``veils``) is the user's question quoting Veil: the thinking
+    Veil folded before it went to the model as the question's first words. It is read as a
+    reply to Veil's answer is (``words_of``); anyone else's quote opening with the mark is
+    theirs, and read. A forward of Veil's notice, whole, is no answer, nor one of its thinking
+    alone (a message of its own before a long answer: nothing, read so): ``on_text`` asks
+    nothing.
+    """
+    text = message.text or ""
+    if not veils(message, bot_id):
+        return text
+    return words_of(message, bot_id, catalogs) or ""

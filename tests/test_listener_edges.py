@@ -22,9 +22,11 @@ from structlog.testing import capture_logs
 
 from common.connections import LINGER_BYTES
 from gateway.limits import Limits
+from sealed.auth import CLIENT_KEY_HEADER
+from sealed.encoding import b64e
 from tests.botstack import WEBHOOK_SECRET, running_stack
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import run_gateway
+from tests.harness import CLIENT_VERIFY_KEY, run_gateway
 from tests.miniapp import init_data, webapp_stack
 from tests.test_bot_listeners import (
     address,
@@ -61,12 +63,17 @@ async def listener(
     """The listener ``name`` running: its host, its port, and a POST head without framing.
 
     The head goes to the path that reads a body, with what the listener asks for before it
-    reads one (the webhook's secret, the Mini App's launch data).
+    reads one (the gateway's pinned client key, the webhook's secret, the Mini App's launch
+    data).
     """
     limits = Limits(header_timeout=header_timeout)
     if name == "gateway":
         async with FakeVLLM() as vllm, run_gateway(vllm.url, limits=limits) as gateway:
-            head = "POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+            # A pinned client's key: an unpinned one is refused on its headers (401), unread.
+            head = (
+                "POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+                f"{CLIENT_KEY_HEADER}: {b64e(CLIENT_VERIFY_KEY)}\r\n"
+            )
             yield (*address(gateway.url), head)
     elif name == "webhook":
         async with running_stack(

@@ -37,5 +37,11 @@ async def test_a_renewal_delivered_after_the_admins_refund_reply_is_flagged_to_t
         await wait_until(lambda: thank_yous(stack) == 2)
         assert await balance_units(stack, USER) == PLAN["plan_units"]  # kept and credited
         stack.telegram.send_text(ADMIN, f"/refund {renewal}")
-        assert "was cancelled too" in await admin_told(stack, 3)
+        reply = await admin_told(stack, 3)
+        if reply.endswith("then refunded: that credit was taken back."):
+            # The renewal's notices may still be ending as the refund is booked (a loaded
+            # machine: its thank-you out, the check after it not yet): the admins told
+            # "credited as" are told it was taken back too (``_corrected``), before the reply.
+            reply = await admin_told(stack, 4)
+        assert "was cancelled too" in reply
         assert await balance_units(stack, USER) == 0
