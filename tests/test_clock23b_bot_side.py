@@ -157,7 +157,9 @@ async def test_a_bot_behind_names_the_skew_not_an_expired_bundle(tmp_path: Path)
     assert rejected
     for entry in rejected:
         assert entry["problem"] == "BundleNotYetValid"
-        assert -302 <= int(str(entry["ahead_s"])) <= -298  # this bot is 300 s behind
+        # This bot is 300 s behind, less the time since the gateway made its key (its
+        # not_before): seconds on a loaded machine (-297 was seen), never a minute.
+        assert -302 <= int(str(entry["ahead_s"])) <= -240
         assert entry["allowed_s"] == 120
 
 
