@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from common.texts import Catalogs
 from handlers.ton import TonNotifier
+from models import ton as ton_storage
 from services.audit import Auditor
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import comment_boc
@@ -144,6 +145,9 @@ async def test_a_body_too_large_to_hold_a_comment_is_never_parsed(
     stack.chain.add_transaction(
         WALLET_RAW, value=GRAM, comment=f"{paid.id} " + "z" * 4000, comment_in="decoded"
     )
+    # A jetton message that large is still no Gram payment, by the op toncenter lists for it.
+    notice = stack.chain.add_transaction(WALLET_RAW, value=GRAM, source=STRANGER, body=large)
+    notice["in_msg"]["opcode"] = "0x7362d09c"
     # A fake jetton's payload is never read, whatever its size; the real one's as the body.
     fake = stack.chain.add_jetton_transfer(WALLET_RAW, amount=USDT, master=FAKE_MASTER)
     fake["forward_payload"] = huge_body()
@@ -161,6 +165,8 @@ async def test_a_body_too_large_to_hold_a_comment_is_never_parsed(
         ("usdt", "unmatched", "body_too_large"),
     ]
     assert await stack.balance(ALICE) == PACK_UNITS
+    kept = await stack.store.read(ton_storage.jetton_gram)
+    assert [(g.reason, g.amount) for g in kept] == [("jetton_notification", GRAM)]
     unread = [e for e in logs if e["event"] == "ton.body_too_large"]
     assert [(e["asset"], e["chars"] > 4000) for e in unread] == [("gram", True)] * 3 + [
         ("usdt", True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -260,6 +261,10 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
     if skip is not None:  # no money of ours: its body is not read
         return Transfer("gram", tx_hash, lt, utime, sender, amount, None, skip, trace=trace)
     op, comment, unread = _content(message.get("message_content"))
+    if unread:
+        # Not parsed: its op as the indexer read it, so that a jetton message this large (a
+        # payer's forward payload that long) is still no Gram payment.
+        op = _indexer_op(message.get("opcode"))
     if op == _TRANSFER_NOTIFICATION_OP:
         # A jetton transfer's notice from our jetton wallet: the payment is the jettons (the
         # USDT stream books them, and logs a fake); the Gram it carries is the forward amount
@@ -273,6 +278,14 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
     return Transfer(
         "gram", tx_hash, lt, utime, sender, amount, comment, skip, trace=trace, unread=unread
     )
+
+
+def _indexer_op(opcode: object) -> int | None:
+    """A message's op as toncenter lists it (``"0x7362d09c"``), or None."""
+    if isinstance(opcode, str) and opcode.lower().startswith("0x"):
+        with contextlib.suppress(ValueError):
+            return int(opcode, 16)
+    return None
 
 
 def _content(content: object) -> tuple[int | None, str | None, int]:
