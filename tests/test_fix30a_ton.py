@@ -17,7 +17,9 @@ from structlog.testing import capture_logs
 from common.texts import Catalogs
 from handlers.ton import TonNotifier
 from models import ton as ton_storage
+from models.ton import TonPayment
 from services.audit import Auditor
+from services.ton.rules import credit
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import comment_boc
 from tests.test_review29a_ton import FAKE_MASTER, STRANGER, huge_body
@@ -26,6 +28,8 @@ from tests.tonstack import ALICE, BOB, DUST, WALLET_RAW, TonStack, ton_stack
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from models import Database
 
 GRAM = 1_000_000_000
 PACK_UNITS = 250_000_000  # the 1-Gram pack: 250 ★
@@ -172,3 +176,52 @@ async def test_a_body_too_large_to_hold_a_comment_is_never_parsed(
         ("usdt", True)
     ]
     await proven(stack)
+
+
+async def test_the_audit_finds_a_payment_in_the_other_asset_booked_wrong(stack: TonStack) -> None:
+    # Edited by hand: one in the other asset credited to another user than its order's, one
+    # that says ``wrong_asset`` in its order's own asset, one in the other asset that does not
+    # say so, one credited more than its amount at its stored rate. Each is found; the order's
+    # sums leave them out (no "its payments credited" line for the Gram order).
+    gram = (await stack.shop.create_order(ALICE, "gram", str(GRAM))).order
+    rows = [
+        ("usdt", USDT, BOB, "wrong_asset", 0),
+        ("gram", GRAM, ALICE, "wrong_asset", 0),
+        ("usdt", USDT, ALICE, None, 0),
+        ("usdt", USDT, ALICE, "wrong_asset", 1),
+    ]
+
+    def booked(db: Database) -> None:
+        for n, (asset, amount, user, reason, edit) in enumerate(rows):
+            rate = (USDT, USDT_PACK_UNITS) if asset == "usdt" else (GRAM, PACK_UNITS)
+            payment = TonPayment(
+                hash=f"{n + 1:064x}",
+                asset=asset,  # type: ignore[arg-type]
+                lt=n + 1,
+                utime=1,
+                sender=STRANGER,
+                amount=amount,
+                comment=gram.id,
+                order_id=gram.id,
+                status="credited",
+                reason=reason,
+                late=False,
+                user_id=user,
+                units=amount * rate[1] // rate[0] + edit,
+                created_at=1,
+                rate_amount=rate[0],
+                rate_units=rate[1],
+                credited_at=1,
+            )
+            ton_storage.insert_payment(db, payment)
+            credit(db, payment, 1)
+
+    await stack.store.write(booked)
+    problems = (await Auditor(stack.store, []).run()).problems
+    assert sorted(line.split(": ", 1)[1] for line in problems) == [
+        "credited 70000001 µ★, its amount at its rate is 70000000",
+        "its user or asset is not its order's",
+        "its user or asset is not its order's",
+        "its user or asset is not its order's",
+    ], problems
+    assert await inconsistent_users(stack.store) == []
