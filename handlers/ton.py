@@ -148,19 +148,26 @@ class TonNotifier:
         if payment.assigned_by is not None or order is None:
             return texts("ton_paid_assigned", **values)
         values["asked"] = format_amount(order.asset, order.amount)
-        if payment.reason == "underpaid" and booking.received < order.amount:
+        beside = True  # a payment beside the order's own, told of the floor (below)
+        if payment.reason == "wrong_asset":
+            text = texts("ton_paid_other_asset", order=order.id, **values)
+        elif payment.reason == "underpaid" and booking.received < order.amount:
             # (An underpayment told only after the rest arrived asks for nothing more.)
             rest = format_amount(order.asset, order.amount - booking.received)
             pack = format_units(order.units)  # the pack's credit, which the rest completes
             text = texts("ton_paid_under", order=order.id, rest=rest, pack=pack, **values)
-        elif payment.reason == "overpaid":
-            text = texts("ton_paid_over", **values)
         elif payment.reason == "already_paid":
             text = texts("ton_paid_again", order=order.id, **values)
         else:
-            text = texts("ton_paid", **values)
+            beside = False
+            key = "ton_paid_over" if payment.reason == "overpaid" else "ton_paid"
+            text = texts(key, **values)
         if payment.late:
             text += "\n" + texts("ton_paid_late")
+        if beside and booking.quiet_below:
+            # Smaller ones are credited without a message (``rules.quiet_below``): said here.
+            floor = format_amount(payment.asset, booking.quiet_below)
+            text += "\n" + texts("ton_paid_quiet", floor=floor)
         return text
 
     async def __call__(self, booking: TonBooking) -> bool:

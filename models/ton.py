@@ -90,9 +90,10 @@ class TonCursor:
 class TonPayment:
     """An incoming transfer as recorded.
 
-    ``reason`` says more: ``underpaid``/``overpaid``/``already_paid`` for a credited one,
-    ``no_comment``, ``unknown_comment``, ``two_orders`` or ``wrong_asset`` for an unmatched
-    one (``already_paid`` too, booked before review29a), ``dust``.
+    ``reason`` says more: ``underpaid``/``overpaid``/``already_paid``/``wrong_asset`` for a
+    credited one, ``no_comment``, ``body_too_large``, ``unknown_comment`` or ``two_orders`` for
+    an unmatched one (``already_paid`` too, booked before review29a; ``wrong_asset`` before
+    review30a, or while none of its asset was sold), ``dust``.
     ``late`` marks a payment that arrived after its order expired (credited all the same).
     ``named`` holds the ids of the orders its comment named, in the comment's order (the
     comment itself is kept to ``COMMENT_MAX`` characters, and an id may come later).
@@ -146,7 +147,8 @@ def open_orders(db: Database, user_id: int, now: int) -> int:
     row = db.execute(
         "SELECT COUNT(*) FROM ton_orders o WHERE o.user_id = ? AND o.expires_at >= ?"
         " AND o.amount > (SELECT COALESCE(SUM(p.amount), 0) FROM ton_payments p"
-        " WHERE p.order_id = o.id AND p.status = 'credited' AND p.assigned_by IS NULL)",
+        " WHERE p.order_id = o.id AND p.asset = o.asset AND p.status = 'credited'"
+        " AND p.assigned_by IS NULL)",
         [user_id, now],
     ).fetchone()
     return int(row[0])
@@ -194,7 +196,10 @@ def get_order(db: Database, order_id: str) -> TonOrder | None:
 
 
 def received(db: Database, order_id: str) -> int:
-    """What the payments credited to the order brought (admins' assignments not counted)."""
+    """What the payments credited to the order brought (admins' assignments not counted).
+
+    In its own asset: one credited in the other (``wrong_asset``) pays no part of it.
+    """
     return _credited(db, order_id)[0]
 
 
@@ -205,8 +210,9 @@ def credited_units(db: Database, order_id: str) -> int:
 
 def _credited(db: Database, order_id: str) -> tuple[int, int]:
     amount, units = db.execute(
-        "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(units), 0) FROM ton_payments"
-        " WHERE order_id = ? AND status = 'credited' AND assigned_by IS NULL",
+        "SELECT COALESCE(SUM(p.amount), 0), COALESCE(SUM(p.units), 0) FROM ton_payments p"
+        " JOIN ton_orders o ON o.id = p.order_id AND o.asset = p.asset"
+        " WHERE p.order_id = ? AND p.status = 'credited' AND p.assigned_by IS NULL",
         [order_id],
     ).fetchone()
     return int(amount), int(units)

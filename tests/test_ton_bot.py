@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 ALICE, BOB, CAROL, ADMIN = 7001, 7002, 7003, 7999
 GRAM = 1_000_000_000
 COMMENT = re.compile(r"Comment: ([A-Z0-9]{8})")
+# The line a notice of a payment beside its order's own ends with (fix30a).
+QUIET_GRAM = (
+    "Further payments under 0.1 GRAM naming this order are credited without a message, unless"
+    " one completes it: /balance shows them."
+)
 
 
 @contextlib.asynccontextmanager
@@ -225,7 +230,8 @@ async def test_underpaid_usdt_in_russian_says_what_arrived_and_what_is_left(
         assert text == (
             f"Получено 0.4 USDT из 1 USDT по заказу {comment.group(1)}: начислено 28 ★ за то,"
             " что пришло. Чтобы получить весь пакет, 70 ★, отправьте оставшиеся 0.6 USDT"
-            " с тем же комментарием. Баланс: 28 ★."  # noqa: RUF001 -- Russian
+            " с тем же комментарием. Баланс: 28 ★.\n"  # noqa: RUF001 -- Russian
+            + Catalogs().for_language("ru")("ton_paid_quiet", floor="0.1 USDT")
         )
 
 
@@ -396,7 +402,7 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
         )
         assert await told(stack, users["twice"], 5) == (
             f"Received 1 GRAM for order {comments['twice']}, which was paid already: it is"
-            " credited all the same, 250 ★ added. Balance: 500 ★."
+            " credited all the same, 250 ★ added. Balance: 500 ★.\n" + QUIET_GRAM
         )
         assert await told(stack, users["late"], 4) == (
             "Received 1 GRAM. 250 ★ added. Balance: 250 ★.\nIt arrived after the invoice"
@@ -407,11 +413,11 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
             f"Received 0.25 GRAM of the 1 GRAM for order {comments['forms']}: 62.5 ★ added for"
             " what arrived. To get the whole pack, 250 ★, send the remaining {rest} GRAM with"
             " the same comment."
-            " Balance: {balance} ★."
+            " Balance: {balance} ★.\n"
         )
         assert forms == [
-            under.format(rest="0.75", balance="62.5"),
-            under.format(rest="0.5", balance="125"),
+            under.format(rest="0.75", balance="62.5") + QUIET_GRAM,
+            under.format(rest="0.5", balance="125") + QUIET_GRAM,
             "Received 0.5 GRAM. 125 ★ added. Balance: 250 ★.",
         ]
         assert await told(stack, users["usdt"], 4) == (

@@ -31,7 +31,7 @@ from services.ton.errors import (
     PaymentUnpriced,
 )
 from services.ton.memory import SKIPPED_KEPT_S, ChainMemory
-from services.ton.rules import assigned_order, credit, judge
+from services.ton.rules import assigned_order, credit, judge, quiet_below
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
@@ -65,7 +65,9 @@ class TonBooking:
     """What booking (or assigning) one payment did; ``new`` is False when it was known already.
 
     ``balance`` is the user's balance right after (0 when no user is named), ``received`` what
-    the order has had in all, ``language`` the one to speak to the user in.
+    the order has had in all, ``language`` the one to speak to the user in, ``quiet_below``
+    the amount of the payment's asset under which one beside its order's own is credited
+    without a message (``rules.quiet_below``; 0: none).
     """
 
     payment: TonPayment
@@ -74,6 +76,7 @@ class TonBooking:
     order: TonOrder | None = None
     received: int = 0
     language: str | None = None
+    quiet_below: int = 0
 
 
 class TonBooks(ChainMemory):
@@ -103,7 +106,7 @@ class TonBooks(ChainMemory):
         if transfer.skip is not None:
             raise ValueError("a skipped transfer brings no money to book")
         now = int(self._clock())
-        packs = [(pack.amount, pack.units) for pack in self.shop.packs(transfer.asset)]
+        packs = self._packs(transfer.asset)
 
         def write(db: Database) -> TonBooking:
             known = storage.get_payment(db, transfer.hash)
@@ -119,6 +122,14 @@ class TonBooks(ChainMemory):
             booking = await self._store.write(write)
         if booking.new:
             payment = booking.payment
+            if transfer.unread:
+                # Not parsed (``chain.MAX_BODY_CHARS``): any comment in it is not read.
+                log.warning(
+                    "ton.body_too_large",
+                    asset=payment.asset,
+                    tx=payment.hash,
+                    chars=transfer.unread,
+                )
             log.info(
                 "ton.payment_recorded",
                 asset=payment.asset,
@@ -130,10 +141,15 @@ class TonBooks(ChainMemory):
             )  # never the payer's user id: the hash is public, and names their wallet
         return booking
 
+    def _packs(self, asset: Asset) -> list[tuple[int, int]]:
+        """(amount, µ★) of each of the asset's packs sold now, cheapest first."""
+        return [(pack.amount, pack.units) for pack in self.shop.packs(asset)]
+
     def _booking(self, db: Database, payment: TonPayment, *, new: bool) -> TonBooking:
         order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
         user = payment.user_id
         return TonBooking(
+            quiet_below=quiet_below(self._packs(payment.asset)),
             payment=payment,
             new=new,
             balance=0 if user is None else ledger.balance(db, user),

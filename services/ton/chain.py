@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JETTON_SKIPS",
+    "MAX_BODY_CHARS",
     "USDT_MAINNET_MASTER",
     "Transfer",
     "WalletAddress",
@@ -62,6 +64,12 @@ _EXCESSES_OP = 0xD53276DB
 JETTON_SKIPS = frozenset({"jetton_notification", "jetton_excesses"})
 _WORKCHAINS = (0, -1)  # the basechain and the masterchain
 _MAX_DIGITS = 40  # an amount is under 2**120 (37 digits; VarUInteger 16), an lt under 2**64
+# A message body (or a jetton transfer's forward payload) longer than this, as base64, is not
+# read: a text comment that can name an order, or a jetton wallet's notice carrying one, is a
+# few hundred bytes, and this holds a comment of about 2,000 (2 KiB of BoC, 16 cells). A
+# message may be up to 256 KiB (2**21 bits, config param 43): pytoniq-core reads one of 175 KiB
+# in tens of milliseconds, on the event loop, and a page held ~30 of them (review30a).
+MAX_BODY_CHARS = 4 * (2048 // 3 + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +153,17 @@ def comment_from_boc(body: object) -> str | None:
     return _comment_of(_opened(body))
 
 
+def _too_large(body: object) -> int:
+    """The length of a body (base64) too large to be read (``MAX_BODY_CHARS``), else 0."""
+    return len(body) if isinstance(body, str) and len(body) > MAX_BODY_CHARS else 0
+
+
 def _opened(body: object) -> tuple[int, Slice] | None:
-    """A message body (a base64 BoC) as its op (first 32 bits) and the rest; None without one."""
-    if not isinstance(body, str) or not body:
+    """A message body (a base64 BoC) as its op (first 32 bits) and the rest; None without one.
+
+    None too for one too large to be a comment (``too_large``): it is never parsed.
+    """
+    if not isinstance(body, str) or not body or _too_large(body):
         return None
     try:
         cell_slice = Cell.one_from_boc(base64.b64decode(body)).begin_parse()
@@ -201,6 +217,8 @@ class Transfer:
     record names none): the real master's wallet of ``sender`` for a real USDT transfer.
     ``trace`` is the indexer's id (hex) of the trace the transaction belongs to: the chain of
     messages from one external message, which a message body cannot name or forge.
+    ``unread`` is the length (base64) of a body or forward payload too large to hold a
+    comment, left unread (``MAX_BODY_CHARS``); 0 when it was read, or there was none.
     """
 
     asset: Asset
@@ -213,6 +231,7 @@ class Transfer:
     skip: str | None = None
     wallet: str | None = None
     trace: str | None = None
+    unread: int = 0
 
 
 def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- parsed JSON
@@ -228,17 +247,7 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
         return Transfer("gram", tx_hash, lt, utime, None, 0, None, skip="not_incoming")
     sender = raw_address(message.get("source"))
     amount = _integer(message, "value", tx_hash)
-    content = message.get("message_content")
-    comment = None
-    op = None
-    if isinstance(content, dict):
-        opened = _opened(content.get("body"))  # read once: its op and its comment
-        op = None if opened is None else opened[0]
-        comment = _comment_of(opened)
-        decoded = content.get("decoded")
-        if comment is None and isinstance(decoded, dict) and decoded.get("type") == "text_comment":
-            text = decoded.get("comment")
-            comment = text if isinstance(text, str) else None
+    trace = trace_id(record.get("trace_id"))
     skip = None
     if aborted and message.get("bounce") is not False:
         # The value went back in the bounce phase. A non-bounceable message keeps it even
@@ -249,7 +258,14 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
         skip = "bounced"
     elif raw_address(message.get("destination")) != account:
         skip = "not_ours"
-    elif op == _TRANSFER_NOTIFICATION_OP:
+    if skip is not None:  # no money of ours: its body is not read
+        return Transfer("gram", tx_hash, lt, utime, sender, amount, None, skip, trace=trace)
+    op, comment, unread = _content(message.get("message_content"))
+    if unread:
+        # Not parsed: its op as the indexer read it, so that a jetton message this large (a
+        # payer's forward payload that long) is still no Gram payment.
+        op = _indexer_op(message.get("opcode"))
+    if op == _TRANSFER_NOTIFICATION_OP:
         # A jetton transfer's notice from our jetton wallet: the payment is the jettons (the
         # USDT stream books them, and logs a fake); the Gram it carries is the forward amount
         # the sender attached for the notice, not a Gram payment.
@@ -259,8 +275,40 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
         # payer's wallet may, or our own transfer out: ``ChainReader.own_change`` tells which):
         # change, not a payment for an order.
         skip = "jetton_excesses"
-    trace = trace_id(record.get("trace_id"))
-    return Transfer("gram", tx_hash, lt, utime, sender, amount, comment, skip, trace=trace)
+    return Transfer(
+        "gram", tx_hash, lt, utime, sender, amount, comment, skip, trace=trace, unread=unread
+    )
+
+
+def _indexer_op(opcode: object) -> int | None:
+    """A message's op as toncenter lists it (``"0x7362d09c"``), or None."""
+    if isinstance(opcode, str) and opcode.lower().startswith("0x"):
+        with contextlib.suppress(ValueError):
+            return int(opcode, 16)
+    return None
+
+
+def _content(content: object) -> tuple[int | None, str | None, int]:
+    """A message's op, its comment, and the length of a body too large to read (else 0).
+
+    The body is opened once, for both; toncenter's ``decoded`` comment is taken only where
+    the body holds none (and is no longer than a body read would be).
+    """
+    if not isinstance(content, dict):
+        return None, None, 0
+    body = content.get("body")
+    if unread := _too_large(body):
+        return None, None, unread
+    opened = _opened(body)
+    op = None if opened is None else opened[0]
+    comment = _comment_of(opened)
+    decoded = content.get("decoded")
+    if comment is None and isinstance(decoded, dict) and decoded.get("type") == "text_comment":
+        text = decoded.get("comment")
+        if unread := _too_large(text):
+            return op, None, unread
+        comment = text if isinstance(text, str) else None
+    return op, comment, 0
 
 
 def trace_id(value: object) -> str | None:
@@ -286,7 +334,6 @@ def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: 
     utime = _integer(record, "transaction_now", tx_hash)
     amount = _integer(record, "amount", tx_hash)
     sender = raw_address(record.get("source"))
-    comment = comment_from_boc(record.get("forward_payload"))
     skip = None
     if record.get("transaction_aborted") is True:
         skip = "aborted"
@@ -295,7 +342,21 @@ def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: 
     elif raw_address(record.get("jetton_master")) != master:
         skip = "foreign_jetton"
     wallet = raw_address(record.get("source_wallet"))
-    return Transfer("usdt", tx_hash, lt, utime, sender, amount, comment, skip, wallet)
+    # Only the real USDT's payload is read (a fake jetton's, any size, never).
+    payload = None if skip is not None else record.get("forward_payload")
+    comment = comment_from_boc(payload)
+    return Transfer(
+        "usdt",
+        tx_hash,
+        lt,
+        utime,
+        sender,
+        amount,
+        comment,
+        skip,
+        wallet,
+        unread=_too_large(payload),
+    )
 
 
 def _integer(record: dict[str, Any], key: str, tx_hash: str) -> int:

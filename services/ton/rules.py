@@ -11,10 +11,17 @@ What happens to a new transfer (``judge``):
   rate is for its price. The payment that pays it in full (``overpaid`` past it) at the
   order's rate for all the order's payments brought to it, less what the parts credited: the
   pack's credit exactly, and any more at its rate;
-- no comment, a comment that names no order (or one for the other asset, or two orders):
-  recorded ``unmatched`` for the admins, who can ``assign`` it to a user (at the rate of the
-  order it named, or of the one of two it most likely paid, ``assigned_order``, else at the
-  cheapest pack's).
+- its comment names an order of the other asset (``wrong_asset``): ``credited`` to the order's
+  user at what it buys as a pack of its own asset (``_bought``), paying no part of the order;
+  kept ``unmatched`` while none of its asset is sold (no rate);
+- those beside the order's own (``BESIDE``: a part, one after it was paid, one in the other
+  asset) under a tenth of the asset's cheapest pack are credited without a message
+  (``quiet_below``): anyone who read an order's id on the chain could otherwise send its user a
+  message for each payment of dust;
+- no comment (or a body too large to hold one, not read: ``body_too_large``), a comment that
+  names no order (or two orders): recorded ``unmatched`` for the admins, who can ``assign`` it
+  to a user (at the rate of the order it named, or of the one of two it most likely paid,
+  ``assigned_order``, else at the cheapest pack's).
 
 Every credit is one ledger row written by ``credit``; ``payment_problems`` is what the audit
 finds wrong with a credited one. The functions take the ``Database`` of a store call and run
@@ -41,7 +48,22 @@ if TYPE_CHECKING:
     from models.ton import Asset
     from services.ton.chain import Transfer
 
-__all__ = ["assigned_order", "credit", "judge", "order_problems", "payment_problems"]
+__all__ = [
+    "BESIDE",
+    "assigned_order",
+    "credit",
+    "judge",
+    "order_problems",
+    "payment_problems",
+    "quiet_below",
+]
+
+# The payments beside an order's own, credited at a rate of their own (``_pack_rate``,
+# ``_bought``): a part that left it short, one after it was paid, one in the other asset.
+BESIDE = frozenset({"underpaid", "already_paid", "wrong_asset"})
+# A payment beside its order's own under this share of the asset's cheapest pack is credited
+# without a message (``quiet_below``).
+QUIET_SHARE = 10
 
 
 def judge(
@@ -77,20 +99,30 @@ def judge(
     order, named = _named_order(db, transfer.comment)
     payment = replace(payment, named=named)
     if isinstance(order, str):
-        return replace(payment, reason=order)
+        # A body too large to hold a comment was not read: it named no order we know of.
+        return replace(payment, reason="body_too_large" if transfer.unread else order)
     payment = replace(payment, order_id=order.id, user_id=order.user_id)
     if order.asset != transfer.asset:
-        return replace(payment, reason="wrong_asset")
-    before = storage.received(db, order.id)
-    total = before + transfer.amount
-    rate = (order.amount, order.units)
-    if total < order.amount or before >= order.amount:
-        reason: str | None = "underpaid" if total < order.amount else "already_paid"
-        rate = _pack_rate(order, transfer.amount, packs)
+        # Its payer meant it for the order: it buys what it buys in its own asset, as a pack
+        # (none of that asset sold now: no rate, the admins' to price). The order is not paid
+        # by it (``received`` counts its own asset only).
+        bought = _bought(transfer.amount, packs)
+        if bought is None:
+            return replace(payment, reason="wrong_asset")
+        reason: str | None = "wrong_asset"
+        rate = bought
         units = transfer.amount * rate[1] // rate[0]
     else:
-        reason = "overpaid" if total > order.amount else None
-        units = total * order.units // order.amount - storage.credited_units(db, order.id)
+        before = storage.received(db, order.id)
+        total = before + transfer.amount
+        rate = (order.amount, order.units)
+        if total < order.amount or before >= order.amount:
+            reason = "underpaid" if total < order.amount else "already_paid"
+            rate = _pack_rate(order, transfer.amount, packs)
+            units = transfer.amount * rate[1] // rate[0]
+        else:
+            reason = "overpaid" if total > order.amount else None
+            units = total * order.units // order.amount - storage.credited_units(db, order.id)
     return replace(
         payment,
         status="credited",
@@ -100,7 +132,22 @@ def judge(
         rate_amount=rate[0],
         rate_units=rate[1],
         credited_at=now,
+        # A payment beside the order's own (a part, one after it, one in the other asset)
+        # is credited quietly below the floor: anyone who read the order's id on the chain
+        # could otherwise send its user a message for each dust payment (review30).
+        notified=reason in BESIDE and transfer.amount < quiet_below(packs),
     )
+
+
+def quiet_below(packs: Sequence[tuple[int, int]]) -> int:
+    """The amount under which a payment beside its order's own is credited without a message.
+
+    ``packs``: (amount, µ★) of the payment's asset's packs sold now, cheapest first. A tenth
+    of the cheapest's price: a message then costs its sender that much, all of it credited to
+    the user it goes to (who is told the floor with each such payment told). None of the asset
+    sold now: the dust minimum is the only floor (0 here).
+    """
+    return packs[0][0] // QUIET_SHARE if packs else 0
 
 
 def _pack_rate(order: TonOrder, amount: int, packs: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -110,9 +157,14 @@ def _pack_rate(order: TonOrder, amount: int, packs: Sequence[tuple[int, int]]) -
     of a larger pack paid and left there buys what a pack of its price would, no more.
     """
     rate = (order.amount, order.units)
-    fits = [pack for pack in packs if pack[0] <= amount] or list(packs[:1])
-    best = max(fits, key=lambda pack: Fraction(pack[1], pack[0]), default=rate)
+    best = _bought(amount, packs) or rate
     return best if _below(best, rate) else rate
+
+
+def _bought(amount: int, packs: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The best rate of the packs ``amount`` pays for, else the smallest's; None without packs."""
+    fits = [pack for pack in packs if pack[0] <= amount] or list(packs[:1])
+    return max(fits, key=lambda pack: Fraction(pack[1], pack[0]), default=None)
 
 
 def _below(rate: tuple[int, int], other: tuple[int, int]) -> bool:
@@ -183,6 +235,8 @@ def payment_problems(payment: TonPayment, order: TonOrder | None) -> list[str]:
     been credited to its order's user, in its asset, at no more than its order's rate (a part
     of it, or one after it was paid, at what it buys as a pack), and the one that paid the
     order in full at that rate (its µ★: ``order_problems``, with the order's other payments).
+    One in the other asset than its order's must say so (``wrong_asset``): its rate is what it
+    bought as a pack of its own asset then, which no order's rate bounds.
     """
     if payment.rate_amount is None or payment.rate_units is None:
         return ["credited without a stored rate"]
@@ -192,10 +246,13 @@ def payment_problems(payment: TonPayment, order: TonOrder | None) -> list[str]:
     if payment.units != expected and (payment.assigned_by is not None or _part(payment, order)):
         found.append(f"credited {payment.units} µ★, its amount at its rate is {expected}")
     if payment.assigned_by is None:
+        other = order is not None and order.asset != payment.asset
         if order is None:
             found.append("credited by comment, but its order is missing")
-        elif (order.user_id, order.asset) != (payment.user_id, payment.asset):
+        elif order.user_id != payment.user_id or other != (payment.reason == "wrong_asset"):
             found.append("its user or asset is not its order's")
+        elif other:  # at what it buys in its own asset: the order's rate counts another
+            pass
         elif _below((order.amount, order.units), rate):
             found.append("credited above its order's rate")
         elif not _part(payment, order) and rate != (order.amount, order.units):
@@ -209,10 +266,14 @@ def order_problems(order: TonOrder, payments: Sequence[TonPayment]) -> list[str]
     ``payments``: those credited by its comment. Paid in full, those up to the one that paid
     it credited all they brought at the order's rate (the parts that left it short at a lower
     one, the payment that paid it the rest); or, as booked before the parts were (review29a),
-    each its own amount at the order's rate. Those after it (``already_paid``) are each
-    checked alone.
+    each its own amount at the order's rate. Those after it (``already_paid``), and those in
+    the other asset (``wrong_asset``), are each checked alone.
     """
-    payments = [payment for payment in payments if payment.reason != "already_paid"]
+    payments = [
+        payment
+        for payment in payments
+        if payment.reason != "already_paid" and payment.asset == order.asset
+    ]
     arrived = sum(payment.amount for payment in payments)
     if arrived < order.amount:
         return []  # each a part: its amount at its rate (``payment_problems``)
@@ -227,9 +288,7 @@ def order_problems(order: TonOrder, payments: Sequence[TonPayment]) -> list[str]
 def _part(payment: TonPayment, order: TonOrder | None) -> bool:
     """Whether a payment was credited at a rate of its own (``_pack_rate``), not by its order.
 
-    One that left its order short when it came, or came after it was paid in full.
+    One that left its order short when it came, came after it was paid in full, or was in the
+    other asset (``BESIDE``).
     """
-    return order is None or payment.reason in _PARTS
-
-
-_PARTS = frozenset({"underpaid", "already_paid"})
+    return order is None or payment.reason in BESIDE
