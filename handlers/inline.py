@@ -256,6 +256,11 @@ async def on_guest_message(
         log.warning("inline.guest_unknown_bot", error=describe(exc))
         await guest_notice(message.guest_query_id, texts("error_telegram"), bot)
         return
+    if message.via_bot is not None and message.via_bot.id == me.id:
+        # Veil's own inline answer, posted where it is not a member, naming it (its question
+        # shown above it): answered already as the chosen result, not asked and charged again.
+        log.info("inline.guest_via_bot", own=True)
+        return
     refused = _refused(message)
     if refused is not None:
         await guest_notice(message.guest_query_id, texts(refused), bot)
@@ -294,8 +299,8 @@ async def on_guest_message(
 def _refused(message: Message) -> str | None:
     """The key of the notice a summons Veil does not answer gets (logged), or None.
 
-    Refused: one sent as a chat, a forward, one in a caption, one replying to unseen media
-    (``guest_notice`` says why each).
+    Refused: one sent as a chat, a forward, another bot's inline result, one in a caption, one
+    replying to unseen media (``guest_notice`` says why each).
     """
     if message.sender_chat is not None:
         log.info("inline.guest_asked_as_chat")
@@ -303,6 +308,11 @@ def _refused(message: Message) -> str | None:
     if forwarded(message):  # its mention was written for another chat, not by the forwarder
         log.info("inline.guest_forward_refused")
         return "guest_forwarded"
+    if message.via_bot is not None:
+        # Another bot's inline result that names Veil (a second Veil asked "what is @veil?"):
+        # its words are that bot's, not a question the member put to Veil, as in a group.
+        log.info("inline.guest_via_bot", own=False)
+        return "guest_via_bot"
     if message.text is None:  # a caption: the model would answer blind to what it is under
         log.info("inline.guest_media_refused", replied=False)
         return "guest_media"

@@ -18,7 +18,8 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 
 Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SHA256 keyed with
 the bot token, aiogram's ``safe_parse_webapp_init_data``) and its age (``VEIL_WEBAPP_MAX_AGE``)
-are checked first: forged or stale is 401 with a polite message. Errors are JSON
+are checked first: forged or stale is 401 with a polite message (``bot_clock`` when Telegram
+dated it ahead of the bot's clock: the bot's fault, which reopening cannot mend). Errors are JSON
 ``{"error": {"code", "message"}}`` from one table, aiohttp's own refusals under ``api/`` (no
 such path, a method the path does not take) and a bug's 500 (one log line) included; a body
 that does not arrive whole within the client timeout is 408 ``body_timeout`` and its
@@ -143,9 +144,9 @@ class WebUser:
 
 
 class Unauthorized(Exception):
-    """``initData`` missing, forged or stale; ``code`` says which.
+    """``initData`` missing, forged, stale, or dated ahead of the bot's clock; ``code`` says which.
 
-    ``ahead``: stale as dated past the bot's clock (and its skew), by so many seconds.
+    ``ahead``: dated past the bot's clock (and its skew), by so many seconds (``bot_clock``).
     """
 
     def __init__(self, code: str, ahead: float | None = None) -> None:
@@ -165,7 +166,13 @@ class InitDataCheck:
     token: str
     max_age: float
     clock: Callable[[], float] = time.time
-    skew: float = 60.0  # a client clock slightly ahead of ours
+    # Launch data Telegram dated this far ahead of our clock is still taken: its ``auth_date``
+    # is whole seconds, and a clock a little behind Telegram's should not refuse every launch.
+    # No further: the page stamps its sealed requests by this clock (its replies' ``Date``),
+    # which a gateway refuses past its two minutes' skew, so a clock further behind could not
+    # be answered anyway; and launch data taken from further ahead would live that much longer
+    # than ``max_age``. Past it the launch is ``bot_clock``, not ``stale``: reopening cannot help.
+    skew: float = 60.0
 
     def user(self, authorization: str | None, *, aged: bool = False) -> WebUser:
         """The user an ``Authorization: tma <initData>`` header proves; ``Unauthorized``.
@@ -188,8 +195,8 @@ class InitDataCheck:
         except (ValueError, RecursionError) as exc:
             raise Unauthorized("unauthorized") from exc
         age = self.clock() - data.auth_date.timestamp()
-        if age < -self.skew:
-            raise Unauthorized("stale", ahead=-age)
+        if age < -self.skew:  # our clock is behind Telegram's: the user can do nothing
+            raise Unauthorized("bot_clock", ahead=-age)
         if age > self.max_age and not aged:
             raise Unauthorized("stale")
         if data.user is None or not 0 < data.user.id <= MAX_JSON_INT:
@@ -200,6 +207,8 @@ class InitDataCheck:
 _UNAUTHORIZED = {
     "unauthorized": "Open this page from the Veil bot in Telegram.",
     "stale": "This page was opened too long ago: close it and open it again from the bot.",
+    "bot_clock": "The bot's clock is off, so it cannot accept this page right now. This is not"
+    " your doing: please try again later.",
 }
 
 
@@ -345,8 +354,8 @@ def _authorized(
             user = request.app[CHECK].user(request.headers.get("Authorization"), aged=aged)
         except Unauthorized as refused:
             if refused.ahead is not None:
-                # Telegram dated the launch ahead of our clock: every launch is refused so, and
-                # the user, told to reopen the page, is refused again, until the clock is set.
+                # Telegram dated the launch ahead of our clock: every launch is refused so until
+                # the clock is set. The page tells its user so (``bot_clock``), not to reopen it.
                 log.warning(
                     "webapp.launch_ahead", ahead_s=round(refused.ahead), path=_route(request)
                 )

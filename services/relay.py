@@ -389,6 +389,10 @@ class RelayService:
         elif response.status == 410 and (sealed_to := _key_id(body)) is not None:  # noqa: PLR2004
             # Sealed to a key the gateway no longer holds: fetched again if it is the one the
             # bot offers (rotated out), not for any other key a page named (``refresh_one``).
+            # The bot does not refuse such keys itself before the post: a key it offered before
+            # a rotation (or before a restart) is still good at the gateway during its overlap,
+            # and a page set on waste can seal to the offered key bytes that fail to open
+            # (check 7), refused as cheaply; an honest page seals only to a bundle it was offered.
             await self._pool.refresh_one(gateway, force=True, refused=sealed_to)
         elif response.status == _HTTP_BAD_REQUEST and code == "stale_request":
             # The page stamped the request by the bot's clock (its replies' Date) and sealed it

@@ -55,6 +55,7 @@ const DISCARD = new Set([
 const BOT_CODES = {
   unauthorized: "unauthorized",
   stale: "stale",
+  bot_clock: "bot_clock",
   insufficient_credit: "insufficient",
   busy: "busy",
   untrusted: "untrusted",
