@@ -49,7 +49,7 @@ from tests.harness import REPO, ManagedProcess, child_environment, free_port, ru
 from tests.playpage import pay_gram_in_the_playground
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -78,9 +78,34 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:  # noqa: ANN401 -- a
     return value
 
 
-def compose_config() -> dict[str, Any]:
-    """The compose file as compose sees it when no variable is set."""
-    config: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), {})
+# Lists that compose joins when a later file names them too (the rest the later file replaces).
+_JOINED = frozenset({"ports", "secrets", "volumes", "expose"})
+
+
+def merged(base: Any, override: Any, key: str = "") -> Any:  # noqa: ANN401 -- any YAML value
+    """``override`` laid over ``base`` as compose merges a later ``-f`` file (or the override)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {
+            k: merged(base[k], v, k) if k in base else v for k, v in {**base, **override}.items()
+        }
+    if key in _JOINED and isinstance(base, list) and isinstance(override, list):
+        return [*base, *(item for item in override if item not in base)]
+    return override
+
+
+def compose_config(
+    *files: Path | dict[str, Any], variables: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The compose file as compose sees it: ``variables`` set (none by default), ``files`` after.
+
+    ``files`` are later ``-f`` files (or ``docker-compose.override.yml``): a path, or its YAML
+    already read.
+    """
+    env = variables or {}
+    config: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), env)
+    for file in files:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) if isinstance(file, Path) else file
+        config = merged(config, interpolate(raw, env))
     return config
 
 
@@ -244,14 +269,46 @@ class LocalCompose:
         return str(own)
 
     def url(self, name: str, url: str) -> str:
-        """A URL naming a service (or, in ``name``'s container, loopback) at its local port."""
+        """A URL naming a service (or, in ``name``'s container, loopback) at its local port.
+
+        A port of ``name``'s own that none of its settings listens on is a port of its own here
+        too, where nothing listens: a health check's URL left behind by its listener's port
+        fails here as it fails in the container.
+        """
         parts = urlsplit(url)
         host = name if parts.hostname in ("127.0.0.1", "localhost") else parts.hostname or ""
         key = (host, parts.port or 80)
+        if key not in self.ports and host == name:
+            self.ports[key] = free_port()
         if key in self.ports:
             return parts._replace(netloc=f"127.0.0.1:{self.ports[key]}").geturl()
         assert parts.hostname in self.config["services"], f"{url} names no compose service"
         return url  # a service of another profile: unreachable here, as in compose
+
+    def published(self, name: str) -> dict[int, int]:
+        """The ports ``name`` publishes on the host: each container port and its local port.
+
+        Docker forwards a published port to the container's own address, never to its
+        loopback: a listener there that binds 127.0.0.1 (a ``*_HOST`` setting's default) is
+        out of reach. Such a port is refused here, naming the setting.
+        """
+        service = self.services[name]
+        environment = {str(k): str(v) for k, v in (service.get("environment") or {}).items()}
+        found: dict[int, int] = {}
+        for entry in service.get("ports") or []:
+            container = int(str(entry).rsplit(":", 1)[-1])
+            settings = [
+                k for k, v in environment.items() if k.endswith("_PORT") and v == str(container)
+            ]
+            assert settings, f"{name} publishes {container}, where none of its settings listens"
+            for setting in settings:
+                host = environment.get(setting.removesuffix("_PORT") + "_HOST", "127.0.0.1")
+                assert host == "0.0.0.0", (
+                    f"{name} publishes {container}, but {setting.removesuffix('_PORT')}_HOST is"
+                    f" {host}: Docker's forwarding never reaches it"
+                )
+            found[container] = self.ports[(name, container)]
+        return found
 
     def value(self, name: str, key: str, value: str) -> str:
         """A setting's value, mapped to this machine."""
@@ -350,15 +407,15 @@ class LocalCompose:
         elif condition == "service_healthy":
             await self.healthy(name)
 
-    async def healthy(self, name: str) -> None:
-        """Run the service's health check until it passes."""
+    async def healthy(self, name: str, within: float = 60.0) -> None:
+        """Run the service's health check until it passes (fail past ``within`` seconds)."""
         if self.is_model_server(self.services[name]):
             return  # the fake said "listening on": its /health answers
         test: list[str] = self.services[name]["healthcheck"]["test"]
         assert test[0] == "CMD", test
         args = test[1:]
         assert args[0] == "python", args
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(within):
             while True:
                 check = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -381,16 +438,22 @@ class LocalCompose:
 
 
 @contextlib.asynccontextmanager
-async def local_compose(
+async def local_compose(  # noqa: PLR0913 -- what a compose run is given: profiles, files, variables…
     root: Path,
     profiles: set[str],
     *,
     secrets: Mapping[str, Path] | None = None,
     extra_env: Mapping[str, Mapping[str, str]] | None = None,
     answer: str = "Hello from compose.",
+    files: Sequence[Path | dict[str, Any]] = (),
+    variables: Mapping[str, str] | None = None,
 ) -> AsyncIterator[LocalCompose]:
-    """Start a profile's services locally in compose's order; stop them afterwards."""
-    config = compose_config()
+    """Start a profile's services locally in compose's order; stop them afterwards.
+
+    ``files`` and ``variables`` as ``compose_config`` takes them: later ``-f`` files (an
+    override), and the shell's or the ``.env``'s variables.
+    """
+    config = compose_config(*files, variables=variables)
     services = services_of(config, profiles)
     chain = LocalCompose(root, config, services, secrets or {}, extra_env or {}, answer)
     try:
