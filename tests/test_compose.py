@@ -56,19 +56,26 @@ DOCKERFILE = REPO / "Dockerfile"
 MODEL_ALIAS = "model"
 # Services of a profile that the local chain leaves out, and why.
 LEFT_OUT = {"demo-model": "it only fills the demo-model volume that llama.cpp's server reads"}
-_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::-([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 Service = dict[str, Any]
 
 
+class MissingVariable(Exception):
+    """``${NAME:?message}`` with ``NAME`` unset or empty: compose refuses the file so."""
+
+
 def interpolate(value: Any, env: Mapping[str, str]) -> Any:  # noqa: ANN401 -- any YAML value
-    """``${NAME:-default}`` and ``$$`` replaced as compose does, all through ``value``."""
+    """``${NAME:-default}``, ``${NAME:?message}`` and ``$$`` replaced as compose does."""
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
-            return env.get(match.group(1)) or (match.group(2) or "")
+            name, how, rest = match.groups()
+            if how == "?" and not env.get(name):
+                raise MissingVariable(f"{name}: {rest}")
+            return env.get(name) or (rest if how == "-" else "")
 
         return _VARIABLE.sub(replace, value)
     if isinstance(value, list):
@@ -219,6 +226,9 @@ class LocalCompose:
     secrets: Mapping[str, Path]
     extra_env: Mapping[str, Mapping[str, str]]
     answer: str
+    outside: tuple[
+        str, ...
+    ] = ()  # base URLs outside compose (a proxy, the internet): kept as they are
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
@@ -275,6 +285,8 @@ class LocalCompose:
         too, where nothing listens: a health check's URL left behind by its listener's port
         fails here as it fails in the container.
         """
+        if url.startswith(self.outside):
+            return url
         parts = urlsplit(url)
         host = name if parts.hostname in ("127.0.0.1", "localhost") else parts.hostname or ""
         key = (host, parts.port or 80)
@@ -447,15 +459,19 @@ async def local_compose(  # noqa: PLR0913 -- what a compose run is given: profil
     answer: str = "Hello from compose.",
     files: Sequence[Path | dict[str, Any]] = (),
     variables: Mapping[str, str] | None = None,
+    outside: Sequence[str] = (),
 ) -> AsyncIterator[LocalCompose]:
     """Start a profile's services locally in compose's order; stop them afterwards.
 
     ``files`` and ``variables`` as ``compose_config`` takes them: later ``-f`` files (an
-    override), and the shell's or the ``.env``'s variables.
+    override), and the shell's or the ``.env``'s variables. URLs under an ``outside`` base URL
+    name a server outside compose and are handed over as they are.
     """
     config = compose_config(*files, variables=variables)
     services = services_of(config, profiles)
-    chain = LocalCompose(root, config, services, secrets or {}, extra_env or {}, answer)
+    chain = LocalCompose(
+        root, config, services, secrets or {}, extra_env or {}, answer, tuple(outside)
+    )
     try:
         await chain.up()
         yield chain
