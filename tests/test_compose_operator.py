@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from common.container import health_url
 from tests.botstack import TOKEN
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import REPO, free_port
+from tests.harness import REPO, free_port, run_python
 from tests.test_compose import MissingVariable, compose_config, local_compose
 
 if TYPE_CHECKING:
@@ -107,3 +108,38 @@ async def test_webhook_mode_under_compose_takes_an_update_through_its_published_
     assert reply.params["rich_message"] == {"markdown": "Answered through the webhook."}
     assert proxy.connections >= 1  # the update came the public way, through the proxy
     assert secret.read_text(encoding="ascii").strip() not in output  # never logged
+
+
+@pytest.mark.parametrize(
+    ("env", "part", "url"),
+    [
+        ({}, "gateway", "http://127.0.0.1:8600/health"),
+        ({}, "bot", "http://127.0.0.1:9601/health"),
+        (
+            {"VEIL_BOT_METRICS_HOST": "0.0.0.0", "VEIL_BOT_METRICS_PORT": "9700"},
+            "bot",
+            "http://127.0.0.1:9700/health",
+        ),
+        ({"VEIL_BOT_METRICS_HOST": "::"}, "bot", "http://127.0.0.1:9601/health"),
+        ({"VEIL_BOT_METRICS_HOST": "10.0.0.5"}, "bot", "http://10.0.0.5:9601/health"),
+        ({"VEIL_BOT_METRICS_HOST": "::1"}, "bot", "http://[::1]:9601/health"),
+        (
+            {"VEIL_GATEWAY_HOST": "0.0.0.0", "VEIL_GATEWAY_PORT": "8700"},
+            "gateway",
+            "http://127.0.0.1:8700/health",
+        ),
+        ({"VEIL_HEALTH_URL": "http://127.0.0.1:8080/"}, "bot", "http://127.0.0.1:8080/"),
+    ],
+)
+def test_the_health_check_asks_where_the_parts_listener_is(
+    env: dict[str, str], part: str, url: str
+) -> None:
+    assert health_url(env, part) == url
+
+
+def test_the_health_check_names_its_parts() -> None:
+    result = run_python("-m", "common.container", "health", "playground", env={})
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        "veil: usage: python -m common.container health [gateway|bot]",
+    )
