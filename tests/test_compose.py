@@ -479,19 +479,37 @@ async def local_compose(  # noqa: PLR0913 -- what a compose run is given: profil
         await chain.stop()
 
 
-async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -> None:
-    token = tmp_path / "bot_token"
+@contextlib.asynccontextmanager
+async def cpu_bot_on_telegram(
+    root: Path,
+    *,
+    secrets: Mapping[str, Path] | None = None,
+    **options: Any,  # noqa: ANN401 -- local_compose's
+) -> AsyncIterator[tuple[FakeTelegram, LocalCompose]]:
+    """The cpu profile with a bot token (its secret file under ``root``), on the fake Telegram.
+
+    ``secrets`` are more secret files; ``options`` go to ``local_compose`` as they are.
+    """
+    token = root / "bot_token"
     token.write_text(f"{TOKEN}\n", encoding="ascii")
     async with (
         FakeTelegram(token=TOKEN) as telegram,
         local_compose(
-            tmp_path,
+            root,
             {"cpu"},
-            secrets={"bot_token": token},
+            secrets={"bot_token": token, **(secrets or {})},
             # api.telegram.org, as the bot's default VEIL_TELEGRAM_API names it, is the fake.
             extra_env={"bot": {"VEIL_TELEGRAM_API": telegram.url}},
-            answer="The compose chain answers.",
+            **options,
         ) as chain,
+    ):
+        yield telegram, chain
+
+
+async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -> None:
+    async with cpu_bot_on_telegram(tmp_path, answer="The compose chain answers.") as (
+        telegram,
+        chain,
     ):
         # Its last start-up call: the bot polls next (a long poll is recorded only once it
         # returns, 10 s later when nothing is queued; the question is the poll's at once).

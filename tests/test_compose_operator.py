@@ -14,11 +14,9 @@ import aiohttp
 import pytest
 
 from common.container import health_url
-from tests.botstack import TOKEN
 from tests.fakes.relay import RecordingProxy
-from tests.fakes.telegram import FakeTelegram
 from tests.harness import REPO, free_port, run_python
-from tests.test_compose import MissingVariable, compose_config, local_compose
+from tests.test_compose import MissingVariable, compose_config, cpu_bot_on_telegram
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,25 +29,13 @@ async def test_the_bots_health_check_follows_its_metrics_port(tmp_path: Path, wh
     # VEIL_BOT_METRICS_PORT set in docker-compose.override.yml moved the bot's /health, while
     # the health check kept asking VEIL_HEALTH_URL, fixed at port 9601: nothing answered there,
     # and compose marked a working bot unhealthy. Set in the .env, it was not handed over.
-    token = tmp_path / "bot_token"
-    token.write_text(f"{TOKEN}\n", encoding="ascii")
     moved = {"services": {"bot": {"environment": {"VEIL_BOT_METRICS_PORT": MOVED_PORT}}}}
     files, variables = (
         ([moved], {}) if where == "override" else ([], {"VEIL_BOT_METRICS_PORT": MOVED_PORT})
     )
     bot = compose_config(*files, variables=variables)["services"]["bot"]
     assert bot["environment"]["VEIL_BOT_METRICS_PORT"] == MOVED_PORT
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        local_compose(
-            tmp_path,
-            {"cpu"},
-            secrets={"bot_token": token},
-            extra_env={"bot": {"VEIL_TELEGRAM_API": telegram.url}},
-            files=files,
-            variables=variables,
-        ) as chain,
-    ):
+    async with cpu_bot_on_telegram(tmp_path, files=files, variables=variables) as (_, chain):
         await chain.processes["bot"].wait_for_line("bot.started", within=60)
         # Started, its /health answers 200 at once: the check passes in a few tries or never.
         await chain.healthy("bot", within=20)
@@ -70,27 +56,21 @@ async def test_webhook_mode_under_compose_takes_an_update_through_its_published_
     # compose/webhook.yml is laid over the compose file as docs/operations.md says; the
     # fake Telegram posts each update to the public URL, a TLS proxy's stand-in that forwards
     # it to the port the bot publishes.
-    token, secret = tmp_path / "bot_token", tmp_path / "webhook_secret"
-    token.write_text(f"{TOKEN}\n", encoding="ascii")
+    secret = tmp_path / "webhook_secret"
     secret.write_text(secrets.token_urlsafe(32) + "\n", encoding="ascii")
     override = REPO / "compose" / "webhook.yml"
     with pytest.raises(MissingVariable, match="VEIL_WEBHOOK_URL"):
         compose_config(override)  # no public URL: compose refuses, naming it
-    async with (
-        RecordingProxy("127.0.0.1", free_port()) as proxy,
-        FakeTelegram(token=TOKEN) as telegram,
-    ):
+    async with RecordingProxy("127.0.0.1", free_port()) as proxy:
         public = f"{proxy.url}/telegram"
-        async with local_compose(
+        async with cpu_bot_on_telegram(
             tmp_path,
-            {"cpu"},
-            secrets={"bot_token": token, "webhook_secret": secret},
-            extra_env={"bot": {"VEIL_TELEGRAM_API": telegram.url}},
+            secrets={"webhook_secret": secret},
             answer="Answered through the webhook.",
             files=[override],
             variables={"VEIL_WEBHOOK_URL": public},
             outside=[proxy.url],
-        ) as chain:
+        ) as (telegram, chain):
             (container_port, published), *more = chain.published("bot").items()
             assert (container_port, more) == (8443, [])
             proxy.target = ("127.0.0.1", published)
