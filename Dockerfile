@@ -61,7 +61,8 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8600 9600
 # The gateway's /health (200 only while its key is valid and its model server answers); other
-# parts set VEIL_HEALTH_URL: the playground target below, and compose's bot (its own /health).
+# parts set VEIL_HEALTH_URL (the playground target below) or name themselves (compose's bot:
+# `health bot` asks its own /health, where VEIL_BOT_METRICS_HOST and _PORT put it).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "common.container", "health"]
 ENTRYPOINT ["python", "-m", "common.container"]

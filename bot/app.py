@@ -368,7 +368,9 @@ async def _running_bot(
     served = settings.webapp_url is not None
     dispatcher["webapp_url"] = str(settings.webapp_url) if served else None
     dispatcher["webapp_sha256"] = bundle_sha256() if served else None
-    operations = Operations(metrics, store, credit, dispatcher[IN_FLIGHT], dispatcher[INTAKE])
+    operations = Operations(
+        metrics, store, credit, dispatcher[IN_FLIGHT], dispatcher[INTAKE], journal
+    )
     operations.watch(bot, dispatcher)
     try:
         async with ton_parts(settings, store) as ton:

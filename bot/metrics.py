@@ -13,8 +13,20 @@ on the webhook's port. What they show, from the bot's own registry:
   received and refunded, refunds, flagged payments, tokens used today), read at each scrape.
 
 Labels carry outcomes, method names and error class names only: never text, user ids,
-tokens or request ids. ``/health`` is 200 while the dispatcher takes updates and the database
-answers within ``HEALTH_TIMEOUT_S``, else 503 with the reason.
+tokens or request ids. ``/health`` is 200 while the dispatcher takes updates, the database
+answers within ``HEALTH_TIMEOUT_S`` and the database and the payment journal take writes, else
+503 with the reason.
+
+Taking writes is read from the writes themselves (``models.database``: ``write_failure``), not
+probed with a write at each ``/health``: a probe would fail under a lock held for a moment (a
+``reconcile --fix``, a backup's copy) and pass where a growing write fails (a probe's page may
+fit on a full disk, where a write that fits succeeds between ones that fail). So a write that
+failed because the file would not take it (a full disk, a file or mount made read-only, an I/O
+error) makes ``/health`` 503 for ``WRITE_FAILURE_WINDOW_S`` after it: failing writes keep it
+503, and it recovers that long after the last one. One failed by a lock held past
+``VEIL_DB_BUSY_TIMEOUT`` stays 503 only while the lock is held: a change committed clears it,
+and so does ``/health`` taking the lock within ``LOCK_PROBE_WAIT_S`` (and letting it go, writing
+nothing), so a quiet bot recovers when the other process lets go.
 """
 
 from __future__ import annotations
@@ -52,11 +64,18 @@ if TYPE_CHECKING:
     from bot.intake import Intake
     from bot.shutdown import InFlight
     from models import Store
+    from models.journal import Journal
     from services.credit import Credit, Hold
 
 log = structlog.get_logger("veil.metrics")
 
 HEALTH_TIMEOUT_S = 2.0
+# How long /health waits for a write lock whose holding failed the latest write: a lock held for
+# a moment more (another process's commit) is no failure.
+LOCK_PROBE_WAIT_S = 1.0
+# How long a write that failed for a full disk, a read-only file or an I/O error keeps /health
+# at 503: longer than compose's health check takes to call a bot unhealthy (3 tries 10 s apart).
+WRITE_FAILURE_WINDOW_S = 60.0
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
 _FINISH_OUTCOMES = {"stop": "complete", "length": "length", "time_limit": "time_limit"}
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -310,7 +329,9 @@ class Operations:
     credit: Credit
     in_flight: InFlight  # the dispatcher's middleware that counts updates being handled
     intake: Intake  # its outermost, which bounds the updates taken in (``bot.intake``)
+    journal: Journal  # the payment journal: a file of its own, which must take writes too
     taking_updates: bool = False
+    write_failure_window: float = WRITE_FAILURE_WINDOW_S
 
     def watch(self, bot: Bot, dispatcher: Dispatcher) -> None:
         """Count ``bot``'s API calls; follow the dispatcher (its ``in_flight`` counts updates)."""
@@ -334,6 +355,10 @@ class Operations:
                 await self.store.user_count()
         except (StorageError, OSError, TimeoutError):
             return "the database does not answer"
+        for name, file in (("the database", self.store), ("the payment journal", self.journal)):
+            problem = await _unwritable(name, file, self.write_failure_window)
+            if problem is not None:
+                return problem
         return None
 
     async def refresh(self) -> None:
@@ -361,6 +386,24 @@ class Operations:
         }
         for figure, value in figures.items():
             self.metrics.ledger.labels(figure=figure).set(value)
+
+
+async def _unwritable(name: str, file: Store | Journal, window: float) -> str | None:
+    """What keeps ``file`` from taking writes, in words; None while its writes work."""
+    failure = file.write_failure
+    if failure is None:
+        return None
+    if failure.locked:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                if await file.probe_lock(LOCK_PROBE_WAIT_S):
+                    return None
+        except TimeoutError:  # its thread is busy with writes waiting for that lock
+            pass
+        return f"{name} does not take writes: another process holds its lock ({failure.code})"
+    if time.monotonic() - failure.at > window:
+        return None
+    return f"{name} does not take writes: a write failed within {window:g} s ({failure.code})"
 
 
 _OPERATIONS: web.AppKey[Operations] = web.AppKey("operations", Operations)

@@ -10,8 +10,9 @@ The image (``Dockerfile``) runs one part of Veil per container:
   in the gateway's folder, the bot's client key in the bot's, an API key for the model server in
   the model server's) and write beside each the settings that pin the other side; compose's
   one-shot ``keys`` service. Later runs make nothing and rewrite only those settings.
-- ``health``: exit 0 when ``VEIL_HEALTH_URL`` (default: the gateway's ``/health``) answers 200;
-  the image's ``HEALTHCHECK``.
+- ``health [gateway|bot]``: exit 0 when ``VEIL_HEALTH_URL`` answers 200, else the part's own
+  ``/health`` at the address and port its settings give its listener (default: the gateway's);
+  the image's ``HEALTHCHECK``, and compose's bot's with ``bot``.
 
 Settings from files: every file named ``VEIL_<NAME>`` in the folders that ``VEIL_ENV_DIRS``
 lists (colon-separated; default ``/run/secrets``, where Docker mounts secrets) sets that variable
@@ -235,10 +236,31 @@ def answers(url: str, timeout: float = 4.0) -> bool:
         return False
 
 
-def health_url(env: Mapping[str, str]) -> str:
-    """What the health check asks: ``VEIL_HEALTH_URL``, else the gateway's ``/health``."""
-    default = f"http://127.0.0.1:{env.get('VEIL_GATEWAY_PORT') or '8600'}/health"
-    return env.get("VEIL_HEALTH_URL") or default
+# Where each part serves its ``/health``: the settings naming its listener's address and port,
+# and their defaults (the gateway's public listener; the bot's operations listener).
+HEALTH_LISTENERS = {
+    "gateway": ("VEIL_GATEWAY_HOST", "127.0.0.1", "VEIL_GATEWAY_PORT", "8600"),
+    "bot": ("VEIL_BOT_METRICS_HOST", "127.0.0.1", "VEIL_BOT_METRICS_PORT", "9601"),
+}
+_ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 -- compared, never bound
+
+
+def health_url(env: Mapping[str, str], part: str = "gateway") -> str:
+    """What the health check asks: ``VEIL_HEALTH_URL``, else ``part``'s own ``/health``.
+
+    ``part``'s is read from the settings its listener binds by, so it follows them: compose's
+    bot named its URL apart (``VEIL_HEALTH_URL``, port 9601), and a ``VEIL_BOT_METRICS_PORT``
+    set in an override or a ``.env`` moved the listener but not the URL, so a working bot was
+    marked unhealthy. A listener on every address is asked on loopback.
+    """
+    if env.get("VEIL_HEALTH_URL"):
+        return env["VEIL_HEALTH_URL"]
+    host_name, host_default, port_name, port_default = HEALTH_LISTENERS[part]
+    host = env.get(host_name, host_default).strip()
+    host = "127.0.0.1" if host in _ANY_ADDRESS else host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address in a URL
+    return f"http://{host}:{env.get(port_name) or port_default}/health"
 
 
 def write_private(path: Path, text: str) -> None:
@@ -436,7 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     try:
         if part == "health":
-            url = health_url(env)
+            if len(rest) > 1 or (rest and rest[0] not in HEALTH_LISTENERS):
+                say("usage: python -m common.container health [gateway|bot]")
+                return 2
+            url = health_url(env, *rest[:1])
             if answers(url):
                 return 0
             say(f"unhealthy: {url} did not answer 200")

@@ -24,15 +24,28 @@ opens it: a ``call`` that writes on what it read takes ``atomic()`` and reads ag
 
 Every SQLite error becomes ``StorageError`` (``models.errors.storage_errors``); anything else
 ``fn`` raises (a service's ``InsufficientCredit``) rolls back and reaches the caller unchanged.
+
+Whether the file takes writes (``Connection.write_failure``): reading tells nothing of it (a
+full disk, a file or mount made read-only, a lock another process holds all leave reads
+working, in WAL mode), so the connection keeps what its own writes met: the latest ``write`` or
+``call`` that failed because the file would not take it (``_UNWRITABLE``: SQLite's code names
+the disk, the file or a lock, not the statement), and when. The bot's ``/health`` reports it
+(``bot.metrics``). A failure by a lock alone (``SQLITE_BUSY``, ``SQLITE_LOCKED``) is cleared by
+a change committed since, or by ``probe_lock`` (the lock taken and let go at once), so a quiet
+bot recovers when the other process lets go. Another failure is not cleared by a later success:
+on a full disk a write that fits in the pages there succeeds between ones that grow the file
+and fail; it stays, with its time, for the reader to judge how recent it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
@@ -58,6 +71,7 @@ __all__ = [
     "DataInUse",
     "Database",
     "LockingDatabase",
+    "WriteFailure",
     "claim_database",
     "log_failure",
     "on_read_only_disk",
@@ -71,6 +85,29 @@ T = TypeVar("T")
 log = structlog.get_logger("veil.storage")
 
 DB_FILE_MODE = 0o600
+# SQLite's primary codes that say the file cannot be written now, whatever the statement:
+# permission, locks, a read-only file or mount, I/O, damage, a full disk, no file, no large files.
+_LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_UNWRITABLE = _LOCKED | {
+    sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_NOLFS,
+    sqlite3.SQLITE_NOTADB,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteFailure:
+    """The latest failed write: SQLite's code name, whether a lock alone, when (monotonic)."""
+
+    code: str  # SQLITE_FULL, SQLITE_BUSY, SQLITE_READONLY…
+    locked: bool
+    at: float
 
 
 class LockingDatabase(Database):
@@ -125,6 +162,8 @@ class Connection:
         self._db = db
         self._closed = False
         self._read_only = read_only  # only ``read`` is taken
+        # Set and cleared on the connection's thread, read on the loop's (one reference).
+        self._write_failure: WriteFailure | None = None
 
     def __repr__(self) -> str:
         return f"Connection({self._name!r})"
@@ -168,6 +207,43 @@ class Connection:
         """Run ``fn`` outside any transaction (``fn`` may open its own)."""
         return await self._submit(_calling, fn)
 
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """The latest write the file would not take; None for none (or a lock's, gone since)."""
+        return self._write_failure
+
+    async def probe_lock(self, wait: float) -> bool:
+        """Clear a lock's ``write_failure`` if the write lock can be had within ``wait`` seconds.
+
+        The lock is taken (``BEGIN IMMEDIATE``) and let go at once: nothing is written. True
+        when the failure is cleared (or there was none); a failure of another kind is left as
+        it is: False. Nothing is logged: a lock still held is the failure already known.
+        """
+        failure = self._write_failure
+        if failure is None:
+            return True
+        if not failure.locked or self._closed:
+            return False
+
+        def probe() -> bool:
+            db = self._db
+            if db.conn.in_transaction:  # a call's own, left open: not the moment to ask
+                return False
+            (waits,) = db.execute("PRAGMA busy_timeout").fetchone()
+            db.execute(f"PRAGMA busy_timeout = {int(wait * 1000):d}")
+            try:
+                db.conn.execute("BEGIN IMMEDIATE")
+                db.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                return False
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(waits):d}")
+            if self._write_failure == failure:  # no write failed meanwhile for another cause
+                self._write_failure = None
+            return True
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, probe)
+
     async def close(self, last: Callable[[Database], None] | None = None) -> None:
         """Run ``last`` (if given), close the connection and stop the thread.
 
@@ -192,15 +268,43 @@ class Connection:
         if self._read_only and how is not _reading:
             raise StorageError(f"the {self._name} is open for reading only")
 
+        writes = how is not _reading
+
         def run() -> T:
+            changes = self._db.conn.total_changes
             try:
                 with storage_errors(f"{self._name} error", self._path):
-                    return how(self._db, fn)
+                    result = how(self._db, fn)
             except StorageError as exc:
                 log_failure(self._name, exc, self._path)
+                if writes:
+                    self._note_failure(exc)
                 raise
+            failure = self._write_failure
+            if (
+                failure is not None
+                and failure.locked
+                and self._db.conn.total_changes > changes
+                and not self._db.conn.in_transaction
+            ):
+                self._write_failure = None  # a change committed: the lock is had again
+            return result
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def _note_failure(self, exc: StorageError) -> None:
+        """Mark writes failing when SQLite's code says the file, not the statement, refused."""
+        cause = exc.__cause__
+        code = getattr(cause, "sqlite_errorcode", None)
+        if (
+            isinstance(cause, sqlite3.Error)
+            and isinstance(code, int)
+            and code & 0xFF in _UNWRITABLE
+        ):
+            name = getattr(cause, "sqlite_errorname", None) or type(cause).__name__
+            self._write_failure = WriteFailure(
+                name, locked=code & 0xFF in _LOCKED, at=time.monotonic()
+            )
 
     def _close(self, last: Callable[[Database], None] | None) -> None:
         try:

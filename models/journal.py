@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import structlog
 
 from models import migrations
-from models.database import Connection
+from models.database import Connection, WriteFailure
 from models.errors import StorageError
 
 if TYPE_CHECKING:
@@ -253,6 +253,15 @@ class Journal:
             path, setup, busy_timeout=busy_timeout, name="payment journal"
         )
         return cls(path, connection)
+
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """Why the latest write failed, while the file takes none (``models.database``)."""
+        return self._connection.write_failure
+
+    async def probe_lock(self, wait: float) -> bool:
+        """Whether writes work as far as taking the lock tells (``Connection.probe_lock``)."""
+        return await self._connection.probe_lock(wait)
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread (calls already made finish first)."""

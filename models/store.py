@@ -35,7 +35,7 @@ import structlog
 
 from models import migrations, outbox
 from models.atrest import MasterKey, new_data_key, open_body, open_title, seal_body, seal_title
-from models.database import Connection, log_failure
+from models.database import Connection, WriteFailure, log_failure
 from models.errors import (
     ConversationNotFound,
     DataKeyCorrupted,
@@ -251,6 +251,15 @@ class Store:
             path, setup, busy_timeout=busy_timeout, name="database", read_only=True
         )
         return cls(path, connection, master_key, read_only=True)
+
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """Why the latest write failed, while the file takes none (``models.database``)."""
+        return self._connection.write_failure
+
+    async def probe_lock(self, wait: float) -> bool:
+        """Whether writes work as far as taking the lock tells (``Connection.probe_lock``)."""
+        return await self._connection.probe_lock(wait)
 
     async def close(self) -> None:
         """Checkpoint and truncate the WAL, close the connection and stop the worker thread.

@@ -43,6 +43,7 @@ LONGEST_FILES = (
     "tests/test_deliver22_restart.py",
     "tests/test_journal.py",
     "tests/test_compose.py",
+    "tests/test_compose_operator.py",
     "tests/test_launcher.py",
     "tests/test_sealed_third_party.py",
     "tests/test_review21d_keygen.py",

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 import time
 from typing import TYPE_CHECKING
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from bot.metrics import error_label, serving_operations
 from services.errors import InsufficientCredit, ModelStalled
@@ -23,9 +25,10 @@ from tests.fakes.hostile import HostileTelegram
 from tests.harness import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
+    from models import Database
     from tests.botstack import Stack
 
 USER = 8001
@@ -230,3 +233,78 @@ async def test_a_proxy_page_in_place_of_telegram_s_reply_is_counted(tmp_path: Pa
     assert telegram.misbehaved == [("sendChatAction", "page")]
     unreadable = {"method": "sendChatAction", "error": "unreadable_reply"}
     assert value(samples, "veil_bot_telegram_errors_total", **unreadable) == 1
+
+
+async def test_health_is_503_while_another_process_holds_the_write_lock_and_200_once_it_lets_go(
+    tmp_path: Path,
+) -> None:
+    # /health only read, and reads go on in WAL mode while another process holds the write
+    # lock (a stuck `reconcile --fix`, a tool left in a transaction): it said ok while every
+    # answer failed to be written. Now the write that failed makes it 503, and taking the
+    # lock again (with no question asked meanwhile) makes it 200.
+    async with (
+        running_stack(tmp_path, db_busy_timeout=0.2) as stack,
+        scraping(stack) as scraper,
+    ):
+        other = sqlite3.connect(stack.veil.store.path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the write lock, held
+            assert await scraper.health() == (200, "ok\n")  # no write has failed yet
+            with capture_logs() as logs:
+                stack.telegram.send_text(USER, "hello")
+                await stack.final_messages(USER, 1)
+            assert ("database", "SQLITE_BUSY") in {
+                (e.get("database"), e.get("code")) for e in logs if e["event"] == "storage.failed"
+            }
+            locked = (
+                503,
+                "the database does not take writes: another process holds its lock (SQLITE_BUSY)\n",
+            )
+            assert await scraper.health() == locked
+            assert await scraper.health() == locked  # still held: still 503
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert await scraper.health() == (200, "ok\n")
+        stack.telegram.send_text(USER, "and now?")
+        assert len(await stack.stored_turns(USER, 2)) == 2
+
+
+async def test_health_is_503_while_writes_fail_for_a_full_disk_and_200_a_while_after(
+    tmp_path: Path,
+) -> None:
+    # A full disk left reads working, and /health said ok while answers failed to be stored.
+    async with (
+        running_stack(tmp_path, answer="a fine answer " * 40) as stack,
+        scraping(stack) as scraper,
+    ):
+        store = stack.veil.store
+        stack.telegram.send_text(USER, "hello")
+        await stack.stored_turns(USER, 2)
+        assert await scraper.health() == (200, "ok\n")
+        await store.write(_page_cap(None))  # the disk is full: no page more than it has now
+        stack.telegram.send_text(USER, "a long question " * 300)
+        await stack.final_messages(USER, 3)
+        await stack.veil.chat.wait_idle(10)  # its charge settled after it (a write that fits)
+        full = (
+            503,
+            "the database does not take writes: a write failed within 60 s (SQLITE_FULL)\n",
+        )
+        assert await scraper.health() == full  # writes that fit, since, do not hide it
+        await store.write(_page_cap(2**31 - 1))  # space again
+        stack.veil.operations.write_failure_window = 0.5  # not a minute: this test's patience
+        await asyncio.sleep(0.6)
+        assert await scraper.health() == (200, "ok\n")
+        stack.telegram.send_text(USER, "and now?")
+        await stack.stored_turns(USER, 4)
+        assert await scraper.health() == (200, "ok\n")
+
+
+def _page_cap(pages: int | None) -> Callable[[Database], None]:
+    """Cap the database file at ``pages`` pages (None: the pages it has now), as a full disk."""
+
+    def cap(db: Database) -> None:
+        limit = pages if pages is not None else int(db.execute("PRAGMA page_count").fetchone()[0])
+        db.execute(f"PRAGMA max_page_count = {limit:d}").fetchall()
+
+    return cap

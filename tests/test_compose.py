@@ -49,26 +49,33 @@ from tests.harness import REPO, ManagedProcess, child_environment, free_port, ru
 from tests.playpage import pay_gram_in_the_playground
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 MODEL_ALIAS = "model"
 # Services of a profile that the local chain leaves out, and why.
 LEFT_OUT = {"demo-model": "it only fills the demo-model volume that llama.cpp's server reads"}
-_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::-([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 Service = dict[str, Any]
 
 
+class MissingVariable(Exception):
+    """``${NAME:?message}`` with ``NAME`` unset or empty: compose refuses the file so."""
+
+
 def interpolate(value: Any, env: Mapping[str, str]) -> Any:  # noqa: ANN401 -- any YAML value
-    """``${NAME:-default}`` and ``$$`` replaced as compose does, all through ``value``."""
+    """``${NAME:-default}``, ``${NAME:?message}`` and ``$$`` replaced as compose does."""
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
-            return env.get(match.group(1)) or (match.group(2) or "")
+            name, how, rest = match.groups()
+            if how == "?" and not env.get(name):
+                raise MissingVariable(f"{name}: {rest}")
+            return env.get(name) or (rest if how == "-" else "")
 
         return _VARIABLE.sub(replace, value)
     if isinstance(value, list):
@@ -78,9 +85,34 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:  # noqa: ANN401 -- a
     return value
 
 
-def compose_config() -> dict[str, Any]:
-    """The compose file as compose sees it when no variable is set."""
-    config: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), {})
+# Lists that compose joins when a later file names them too (the rest the later file replaces).
+_JOINED = frozenset({"ports", "secrets", "volumes", "expose"})
+
+
+def merged(base: Any, override: Any, key: str = "") -> Any:  # noqa: ANN401 -- any YAML value
+    """``override`` laid over ``base`` as compose merges a later ``-f`` file (or the override)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {
+            k: merged(base[k], v, k) if k in base else v for k, v in {**base, **override}.items()
+        }
+    if key in _JOINED and isinstance(base, list) and isinstance(override, list):
+        return [*base, *(item for item in override if item not in base)]
+    return override
+
+
+def compose_config(
+    *files: Path | dict[str, Any], variables: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The compose file as compose sees it: ``variables`` set (none by default), ``files`` after.
+
+    ``files`` are later ``-f`` files (or ``docker-compose.override.yml``): a path, or its YAML
+    already read.
+    """
+    env = variables or {}
+    config: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), env)
+    for file in files:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) if isinstance(file, Path) else file
+        config = merged(config, interpolate(raw, env))
     return config
 
 
@@ -194,6 +226,9 @@ class LocalCompose:
     secrets: Mapping[str, Path]
     extra_env: Mapping[str, Mapping[str, str]]
     answer: str
+    outside: tuple[
+        str, ...
+    ] = ()  # base URLs outside compose (a proxy, the internet): kept as they are
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
@@ -244,14 +279,48 @@ class LocalCompose:
         return str(own)
 
     def url(self, name: str, url: str) -> str:
-        """A URL naming a service (or, in ``name``'s container, loopback) at its local port."""
+        """A URL naming a service (or, in ``name``'s container, loopback) at its local port.
+
+        A port of ``name``'s own that none of its settings listens on is a port of its own here
+        too, where nothing listens: a health check's URL left behind by its listener's port
+        fails here as it fails in the container.
+        """
+        if url.startswith(self.outside):
+            return url
         parts = urlsplit(url)
         host = name if parts.hostname in ("127.0.0.1", "localhost") else parts.hostname or ""
         key = (host, parts.port or 80)
+        if key not in self.ports and host == name:
+            self.ports[key] = free_port()
         if key in self.ports:
             return parts._replace(netloc=f"127.0.0.1:{self.ports[key]}").geturl()
         assert parts.hostname in self.config["services"], f"{url} names no compose service"
         return url  # a service of another profile: unreachable here, as in compose
+
+    def published(self, name: str) -> dict[int, int]:
+        """The ports ``name`` publishes on the host: each container port and its local port.
+
+        Docker forwards a published port to the container's own address, never to its
+        loopback: a listener there that binds 127.0.0.1 (a ``*_HOST`` setting's default) is
+        out of reach. Such a port is refused here, naming the setting.
+        """
+        service = self.services[name]
+        environment = {str(k): str(v) for k, v in (service.get("environment") or {}).items()}
+        found: dict[int, int] = {}
+        for entry in service.get("ports") or []:
+            container = int(str(entry).rsplit(":", 1)[-1])
+            settings = [
+                k for k, v in environment.items() if k.endswith("_PORT") and v == str(container)
+            ]
+            assert settings, f"{name} publishes {container}, where none of its settings listens"
+            for setting in settings:
+                host = environment.get(setting.removesuffix("_PORT") + "_HOST", "127.0.0.1")
+                assert host == "0.0.0.0", (
+                    f"{name} publishes {container}, but {setting.removesuffix('_PORT')}_HOST is"
+                    f" {host}: Docker's forwarding never reaches it"
+                )
+            found[container] = self.ports[(name, container)]
+        return found
 
     def value(self, name: str, key: str, value: str) -> str:
         """A setting's value, mapped to this machine."""
@@ -350,15 +419,15 @@ class LocalCompose:
         elif condition == "service_healthy":
             await self.healthy(name)
 
-    async def healthy(self, name: str) -> None:
-        """Run the service's health check until it passes."""
+    async def healthy(self, name: str, within: float = 60.0) -> None:
+        """Run the service's health check until it passes (fail past ``within`` seconds)."""
         if self.is_model_server(self.services[name]):
             return  # the fake said "listening on": its /health answers
         test: list[str] = self.services[name]["healthcheck"]["test"]
         assert test[0] == "CMD", test
         args = test[1:]
         assert args[0] == "python", args
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(within):
             while True:
                 check = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -381,18 +450,28 @@ class LocalCompose:
 
 
 @contextlib.asynccontextmanager
-async def local_compose(
+async def local_compose(  # noqa: PLR0913 -- what a compose run is given: profiles, files, variables…
     root: Path,
     profiles: set[str],
     *,
     secrets: Mapping[str, Path] | None = None,
     extra_env: Mapping[str, Mapping[str, str]] | None = None,
     answer: str = "Hello from compose.",
+    files: Sequence[Path | dict[str, Any]] = (),
+    variables: Mapping[str, str] | None = None,
+    outside: Sequence[str] = (),
 ) -> AsyncIterator[LocalCompose]:
-    """Start a profile's services locally in compose's order; stop them afterwards."""
-    config = compose_config()
+    """Start a profile's services locally in compose's order; stop them afterwards.
+
+    ``files`` and ``variables`` as ``compose_config`` takes them: later ``-f`` files (an
+    override), and the shell's or the ``.env``'s variables. URLs under an ``outside`` base URL
+    name a server outside compose and are handed over as they are.
+    """
+    config = compose_config(*files, variables=variables)
     services = services_of(config, profiles)
-    chain = LocalCompose(root, config, services, secrets or {}, extra_env or {}, answer)
+    chain = LocalCompose(
+        root, config, services, secrets or {}, extra_env or {}, answer, tuple(outside)
+    )
     try:
         await chain.up()
         yield chain
@@ -400,19 +479,37 @@ async def local_compose(
         await chain.stop()
 
 
-async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -> None:
-    token = tmp_path / "bot_token"
+@contextlib.asynccontextmanager
+async def cpu_bot_on_telegram(
+    root: Path,
+    *,
+    secrets: Mapping[str, Path] | None = None,
+    **options: Any,  # noqa: ANN401 -- local_compose's
+) -> AsyncIterator[tuple[FakeTelegram, LocalCompose]]:
+    """The cpu profile with a bot token (its secret file under ``root``), on the fake Telegram.
+
+    ``secrets`` are more secret files; ``options`` go to ``local_compose`` as they are.
+    """
+    token = root / "bot_token"
     token.write_text(f"{TOKEN}\n", encoding="ascii")
     async with (
         FakeTelegram(token=TOKEN) as telegram,
         local_compose(
-            tmp_path,
+            root,
             {"cpu"},
-            secrets={"bot_token": token},
+            secrets={"bot_token": token, **(secrets or {})},
             # api.telegram.org, as the bot's default VEIL_TELEGRAM_API names it, is the fake.
             extra_env={"bot": {"VEIL_TELEGRAM_API": telegram.url}},
-            answer="The compose chain answers.",
+            **options,
         ) as chain,
+    ):
+        yield telegram, chain
+
+
+async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -> None:
+    async with cpu_bot_on_telegram(tmp_path, answer="The compose chain answers.") as (
+        telegram,
+        chain,
     ):
         # Its last start-up call: the bot polls next (a long poll is recorded only once it
         # returns, 10 s later when nothing is queued; the question is the poll's at once).
