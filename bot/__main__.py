@@ -23,11 +23,20 @@ from common.logs import capture_early
 if __name__ == "__main__":
     capture_early()
 
+import sys
+
+from common.stopping import process_main
+from sealed.keyfile import CLIENT_KEY_HEADER, keygen_command
+
+# ``keygen --out FILE`` needs none of the rest (settings, storage, aiogram): made before it is
+# imported.
+if __name__ == "__main__" and (keygen := keygen_command(sys.argv[1:], CLIENT_KEY_HEADER)):
+    sys.exit(process_main(keygen))
+
 import asyncio
 import errno
 import socket
 import sqlite3
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -38,7 +47,6 @@ from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
 from common.stopping import (
     CommandStopped,
-    process_main,
     run_command_loop,
     stoppable,
     stoppable_command,
@@ -50,10 +58,8 @@ from models.database import DataInUse, claim_database
 from models.journal import JournalOutdated
 from models.store import holds_data_keys
 from sealed.keyfile import (
-    CLIENT_KEY_HEADER,
     KeyFileError,
     read_key_file,
-    run_keygen,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +82,6 @@ AFTER_STOP = {
     "backup": "no backup was kept; run it again",
     "audit": "it wrote nothing; run it again",
     "reconcile": "run it again; what --fix booked stays booked, each payment once",
-    "keygen": "no key was written; run it again",
 }
 
 
@@ -90,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in args or "--help" in args:
         print(f"{USAGE}\n\n{HELP}")  # noqa: T201
         return 0
-    if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
-        out = Path(args[2])
-        return stoppable_command(
-            lambda: run_keygen(out, CLIENT_KEY_HEADER), "keygen", AFTER_STOP["keygen"]
-        )
+    if keygen := keygen_command(args, CLIENT_KEY_HEADER):
+        return keygen()
     # backup FILE, FILE naming a file: "" or "/" name none, and no copy could be named after it.
     backup = args[:1] == ["backup"] and len(args) == 2 and Path(args[1]).name != ""  # noqa: PLR2004
     if args not in COMMANDS and not backup:

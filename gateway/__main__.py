@@ -16,6 +16,16 @@ from common.logs import capture_early
 if __name__ == "__main__":
     capture_early()
 
+import sys
+
+from common.stopping import process_main
+from sealed.keyfile import OPERATOR_KEY_HEADER, keygen_command
+
+# ``keygen --out FILE`` needs none of the rest (aiohttp, settings, the server): made before it
+# is imported. Its other spellings (``--out=FILE``) go through the parser below.
+if __name__ == "__main__" and (keygen := keygen_command(sys.argv[1:], OPERATOR_KEY_HEADER)):
+    sys.exit(process_main(keygen))
+
 import argparse
 import asyncio
 import contextlib
@@ -23,7 +33,6 @@ import errno
 import inspect
 import resource
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +43,7 @@ from common.collector import freeze_startup
 from common.connections import bind_failure
 from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
-from common.stopping import process_main, stoppable, stoppable_command
+from common.stopping import stoppable, stoppable_command
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
 from gateway.keys import (
@@ -46,7 +55,7 @@ from gateway.routes import Listeners, listen
 from gateway.server import UPSTREAM_SPARE, Gateway, rotate_forever
 from gateway.settings import GatewaySettings
 from gateway.vllm import VLLMClient
-from sealed.keyfile import OPERATOR_KEY_HEADER, run_keygen
+from sealed.keyfile import KEYGEN_AFTER_STOP, run_keygen
 from sealed.suites import Suite
 
 if TYPE_CHECKING:
@@ -263,9 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "keygen":
         out = args.out
         return stoppable_command(
-            lambda: run_keygen(out, OPERATOR_KEY_HEADER),
-            "keygen",
-            "no key was written; run it again",
+            lambda: run_keygen(out, OPERATOR_KEY_HEADER), "keygen", KEYGEN_AFTER_STOP
         )
     # Serving: a stop asked for before the event loop takes the signals is one line, and exit 0.
     return stoppable(_serve, "veil.gateway", "gateway.stopped_before_start")

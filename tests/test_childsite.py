@@ -74,6 +74,58 @@ def test_a_child_imports_a_library_with_coverage_paused() -> None:
     assert printed.stdout.strip() == "_Quiet"
 
 
+# A type whose schema pydantic asks of it while it builds a model: it says whether a tracer
+# ran then, in the builds a child makes as a module declares models and as ``model_rebuild``
+# builds a deferred one.
+BUILDS = """
+import sys
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import core_schema
+
+class Probe(int):
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        print("traced" if sys.gettrace() else "untraced")
+        return core_schema.int_schema()
+
+class First(BaseModel):
+    probe: Probe
+
+class Second(BaseModel):
+    probe: Probe
+
+class Later(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+    probe: Probe
+
+Later.model_rebuild()
+print("outside", "traced" if sys.gettrace() else "untraced")
+"""
+
+
+def test_a_child_builds_pydantic_models_with_coverage_paused_and_resumes_it() -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "COVERAGE_PROCESS_START": str(REPO / "pyproject.toml"),
+        "COVERAGE_FILE": os.devnull,
+    }
+    printed = [
+        subprocess.run(  # noqa: S603 -- this interpreter, a script of ours
+            [sys.executable, "-c", BUILDS],
+            cwd=REPO,
+            env={**env, **site},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")[:-1]
+        for site in ({"PYTHONPATH": str(CHILD_SITE)}, {})
+    ]
+    assert printed == [
+        ["untraced"] * 3 + ["outside traced"],
+        ["traced"] * 3 + ["outside traced"],  # without tests/childsite: the test can fail
+    ]
+
+
 def test_a_child_without_coverage_keeps_pythons_own_import() -> None:
     printed = subprocess.run(
         [sys.executable, "-c", "import builtins; print(builtins.__import__.__name__)"],
