@@ -463,6 +463,15 @@ class ChatService:
         generation.stop.set()
         return True
 
+    def shows(self, stop_tag: StopTag) -> bool:
+        """Whether an answer (anyone's) under the stop button ``stop_tag`` is in progress.
+
+        None is once it has ended, or for a button whose answer never began: a placeholder
+        Telegram took without the bot learning which message it is (the send timed out, or
+        its reply named none) keeps a stop button nothing stands behind.
+        """
+        return any(g.stop_tag == stop_tag for g in self._generations())
+
     async def close(self, within: float | None = None) -> None:
         """Stop every answer and title request in progress; wait until each is settled.
 
