@@ -10,6 +10,7 @@ its button gone, and the presser is told the answer has ended.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from tests.botstack import TOKEN, running_stack
@@ -19,6 +20,7 @@ from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final
 from tests.test_bot_groups_placeholder import PLACEHOLDER, is_placeholder
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from tests.botstack import Stack
@@ -43,14 +45,29 @@ async def pressed(stack: Stack, user: int, data: str, message: dict[str, Any]) -
     return str(stack.telegram.calls_of("answerCallbackQuery")[before].params.get("text"))
 
 
+@contextlib.asynccontextmanager
+async def asking(
+    tmp_path: Path, mode: str, call_timeout: int | None = None
+) -> AsyncIterator[tuple[Stack, HostileTelegram]]:
+    """Ann asks in the group; Telegram answers her placeholder's send in ``mode``.
+
+    ``call_timeout``: the seconds the bot's calls wait for a reply from then on (the poll's own
+    timeout is set already).
+    """
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", mode, when=is_placeholder)
+    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as s:
+        if call_timeout is not None:
+            s.veil.bot.session.timeout = call_timeout
+        s.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        yield s, telegram
+
+
 async def test_a_placeholder_whose_reply_named_none_is_settled_by_its_stop_button(
     tmp_path: Path,
 ) -> None:
-    telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "unnamed", when=is_placeholder)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as s:
+    async with asking(tmp_path, "unnamed") as (s, _telegram):
         texts = s.veil.catalogs.for_language("en")
-        s.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
         (final,) = await final_reply(s)
         assert await s.veil.chat.wait_idle(10)
         orphan, answered = replies(s)
@@ -72,12 +89,8 @@ async def test_a_placeholder_whose_reply_named_none_is_settled_by_its_stop_butto
 async def test_a_placeholder_whose_send_timed_out_is_settled_by_its_stop_button(
     tmp_path: Path,
 ) -> None:
-    telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "late", when=is_placeholder)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as s:
+    async with asking(tmp_path, "late", call_timeout=SEND_TIMEOUT_S) as (s, telegram):
         texts = s.veil.catalogs.for_language("en")
-        s.veil.bot.session.timeout = SEND_TIMEOUT_S  # the poll's own timeout is set already
-        s.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
         await wait_until(lambda: telegram.held == 1, within=10)
         assert await s.veil.chat.wait_idle(30)  # the send timed out: the asker was told
         telegram.answer_late()
