@@ -162,7 +162,8 @@ def build_dispatcher(
     in_flight = dispatcher[IN_FLIGHT] = InFlight()
     dispatcher.update.outer_middleware(in_flight)
     # Then: a user's updates start one at a time, in order (the webhook takes their turns).
-    order = dispatcher[ORDER] = UpdateOrder()
+    # A user's backlog past ``MOST_WAITING`` is let go, and the user told in their language.
+    order = dispatcher[ORDER] = UpdateOrder(catalogs=catalogs)
     dispatcher.update.outer_middleware(order)
     # Before any router: a part of a long text may begin with what reads as a command.
     joined = pastes.Pastes(held=intake.held_back)  # a next part may wait at Telegram

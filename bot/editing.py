@@ -1022,6 +1022,24 @@ class Editors:
         if refused is not None:
             log.info("editing.retract_failed", error=type(refused).__name__)
 
+    async def settle_left(self, chat_id: int, message_id: int, text: str) -> None:
+        """Put ``text`` in the bot's message ``message_id`` in a group, its buttons gone, paced.
+
+        A placeholder left behind (``on_stop``): Telegram took it, the bot never learned which
+        message it was, and it stood with "⏳ …" and a stop button for good. A flood wait or a
+        failure of Telegram's own is waited out and the edit tried again (``_persist``); a
+        refusal (the message deleted, past the 48 hours a bot may edit) is logged.
+        """
+
+        def edit() -> Awaitable[object]:
+            return self.bot.edit_message_text(
+                chat_id=chat_id, message_id=message_id, text=text, reply_markup=None
+            )
+
+        refused = await _persist(edit, self.group_pacers(chat_id), paced=True)
+        if refused is not None:
+            log.info("editing.left_unsettled", error=type(refused).__name__)
+
     async def redraw(
         self, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None
     ) -> None:

@@ -46,6 +46,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.listeners import METRICS_CONNECTIONS
+from bot.order import ORDER, UpdateOrder
 from common.connections import ConnectionGuard, GuardedSite, guard_app
 from models import StorageError
 from models.outbox import Progress
@@ -119,6 +120,11 @@ class BotMetrics:
         self.intake_waits = Counter(
             "veil_bot_intake_waits",
             "Polls and webhook deliveries that waited for room among the updates in hand.",
+            registry=self.registry,
+        )
+        self.updates_dropped = Counter(
+            "veil_bot_updates_dropped",
+            "Updates let go unhandled: past the most one user's private chat may have waiting.",
             registry=self.registry,
         )
         self.first_text = Histogram(
@@ -337,6 +343,9 @@ class Operations:
         """Count ``bot``'s API calls; follow the dispatcher (its ``in_flight`` counts updates)."""
         bot.session.middleware(TelegramMetrics(self.metrics))
         self.intake.on_full = self.metrics.intake_waits.inc
+        order = dispatcher.get(ORDER)
+        if isinstance(order, UpdateOrder):
+            order.on_dropped = self.metrics.updates_dropped.inc
         dispatcher.startup.register(self._started)
         dispatcher.shutdown.register(self._stopped)
 

@@ -22,6 +22,13 @@ that takes longer than ``patience`` seconds (a flood wait past the retries' minu
 holds the next: it goes in, logged. A chat with nothing in hand takes no memory. An update
 waiting for its chat (behind the one before it, or for the next part) does not count among the
 updates the bot takes in at once (``bot.intake``): one chat's backlog never holds up another's.
+
+Nor does it grow without bound: past ``MOST_WAITING`` updates of one chat waiting behind the one
+handled (a user sending hundreds of messages while each reply of theirs waits out Telegram's
+flood control, say), the next is let go unhandled (``update.backlog_dropped``, counted in
+``dropped``), and the user is told once, until their backlog has cleared, that the messages
+past it were not read. A payment is never let go (its booking and thanks are in its handler),
+and a user's burst (a long text's parts, an album, a few quick messages) is far below it.
 """
 
 from __future__ import annotations
@@ -32,21 +39,29 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiogram import BaseMiddleware, Router
+from aiogram import BaseMiddleware, Bot, Router
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError
 from aiogram.types import Update
 
 from bot.intake import leaving, waits_elsewhere
+from bot.payments import entry_from_update
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from aiogram.types import TelegramObject
 
+    from common.texts import Catalogs
+
 log = structlog.get_logger("veil.order")
 
 PATIENCE = 90.0  # seconds an update waits for the one before it: beyond the retries' minute
+# Updates of one chat that may wait behind the one handled: above a long text's 25 parts, a
+# 10-file album and a dozen quick messages together; past it one is let go (``UpdateOrder``).
+MOST_WAITING = 50
 ORDER = "update_order"  # the dispatcher's workflow data key of its ``UpdateOrder``
 TURN = "update_turn"  # the handler data key of a turn taken before the update was fed
 LET_NEXT_IN = "let_next_in"  # the handler data key of the turn's ``done``
@@ -95,9 +110,19 @@ class UpdateOrder(BaseMiddleware):
     payment to the journal, and hands it over as ``data[TURN]``; a poll's update takes it here.
     """
 
-    def __init__(self, patience: float = PATIENCE) -> None:
+    def __init__(
+        self,
+        patience: float = PATIENCE,
+        most_waiting: int = MOST_WAITING,
+        catalogs: Catalogs | None = None,
+    ) -> None:
         self.patience = patience
+        self.most_waiting = most_waiting
+        self.catalogs = catalogs  # the notice's texts; None: the user is not told
         self._queues: dict[int, list[Turn]] = {}
+        self._dropping: dict[int, int] = {}  # chat -> updates let go since its backlog filled
+        self.dropped = 0  # updates let go, in all
+        self.on_dropped: Callable[[], None] | None = None  # told of each (``bot.metrics``)
 
     @property
     def chats(self) -> int:
@@ -133,8 +158,14 @@ class UpdateOrder(BaseMiddleware):
         queue.remove(turn)
         if not queue:
             del self._queues[turn.key]
+            if (dropped := self._dropping.pop(turn.key, None)) is not None:
+                log.info("update.backlog_cleared", user_id=turn.key, dropped=dropped)
         else:
             queue[0].wake()
+
+    def waiting(self, key: int) -> int:
+        """How many of chat ``key``'s updates wait for their turn (not started)."""
+        return sum(not turn.started for turn in self._queues.get(key, ()))
 
     async def __call__(
         self,
@@ -149,6 +180,9 @@ class UpdateOrder(BaseMiddleware):
         if not isinstance(turn, Turn):
             return await handler(event, data)
         try:
+            if self._past_most(turn, event):
+                await self._drop(turn, event, data)
+                return UNHANDLED
             if not self.first(turn):  # it waits for its chat, not for the bot
                 waits_elsewhere()
             await turn.come(self.patience)
@@ -156,6 +190,38 @@ class UpdateOrder(BaseMiddleware):
             return await _telling_errors(handler, event, data)
         finally:
             turn.done()
+
+    def _past_most(self, turn: Turn, event: TelegramObject) -> bool:
+        """Whether ``turn``'s update is one too many waiting for its chat (never a payment)."""
+        if self.first(turn) or self.waiting(turn.key) <= self.most_waiting:
+            return False
+        return not (isinstance(event, Update) and entry_from_update(event) is not None)
+
+    async def _drop(self, turn: Turn, event: TelegramObject, data: dict[str, Any]) -> None:
+        """Let ``turn``'s update go unhandled; the first of a backlog logged, and told the user.
+
+        Each one counts (``dropped``, ``on_dropped``); the log line and the notice come once a
+        backlog (until the chat has nothing waiting): a user sending hundreds is told once,
+        and the operator reads one line, not a line a message.
+        """
+        turn.done()
+        self.dropped += 1
+        if self.on_dropped is not None:
+            self.on_dropped()
+        dropped = self._dropping.get(turn.key, 0)
+        self._dropping[turn.key] = dropped + 1
+        if dropped:
+            return
+        log.warning("update.backlog_dropped", user_id=turn.key, waiting=self.most_waiting)
+        bot = data.get("bot")
+        if self.catalogs is None or not isinstance(bot, Bot) or not isinstance(event, Update):
+            return
+        user = UserContextMiddleware.resolve_event_context(event).user
+        texts = self.catalogs.for_language(None if user is None else user.language_code)
+        try:
+            await bot.send_message(turn.key, texts("one_at_a_time", most=self.most_waiting))
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            log.info("update.backlog_untold", error=type(exc).__name__)
 
 
 async def _telling_errors(

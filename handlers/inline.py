@@ -33,6 +33,7 @@ from aiogram.types import (
     InlineQueryResultArticle,
     InlineQueryResultsButton,
     InputTextMessageContent,
+    Message,
 )
 
 from common.logs import describe
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from aiogram import Bot
-    from aiogram.types import CallbackQuery, ChosenInlineResult, InlineQuery, Message, Update
+    from aiogram.types import CallbackQuery, ChosenInlineResult, InlineQuery, Update
 
     from common.texts import Texts
     from handlers.sinks import EditedAnswer, Editors
@@ -432,18 +433,52 @@ class _Followup:
 
 
 async def on_stop(
-    query: CallbackQuery, callback_data: StopAnswer, texts: Texts, chat: ChatService
+    query: CallbackQuery,
+    callback_data: StopAnswer,
+    texts: Texts,
+    chat: ChatService,
+    editors: Editors,
 ) -> None:
     """The stop button: stops the answer for its asker; anyone else gets a short notice.
 
     The press is carried out first; Telegram failing its answer (the toast) is a log line,
     not an apology in the presser's private chat for a press that did what it should.
+
+    A button no answer in progress stands behind says the answer has ended (not that it is
+    someone else's). One under a group's placeholder left behind is that placeholder's only
+    way out: Telegram took it, but the bot never learned which message it was (the send
+    timed out after Telegram took it, or its reply named none), and it stood with "⏳ …" and
+    a stop button that did nothing, beside the answer or the failure told. The press names
+    the message: it is edited to say nothing more comes there (``_settle_left``).
     """
-    stopped = chat.cancel(query.from_user.id, stop_tag=callback_data.tag)
+    tag = callback_data.tag
+    stopped = chat.cancel(query.from_user.id, stop_tag=tag)
+    ended = not stopped and not chat.shows(tag)
+    told = "stopping" if stopped else "stop_ended" if ended else "stop_not_yours"
     try:
-        await query.answer(texts("stopping" if stopped else "stop_not_yours"))
+        await query.answer(texts(told))
     except TELEGRAM_LATER as exc:
         log.info("inline.stop_unanswered", error=type(exc).__name__, stopped=stopped)
+    if ended:
+        await _settle_left(query, texts, editors)
+
+
+async def _settle_left(query: CallbackQuery, texts: Texts, editors: Editors) -> None:
+    """Say in a group's placeholder left behind that nothing more comes there; else nothing.
+
+    Only a message that still reads as a placeholder ("⏳ …", in any language): an answer's
+    message whose stop button a late press found (its final edit not made yet) keeps its
+    text. An inline message's text is not in the press: it is left as it is.
+    """
+    message = query.message
+    if not isinstance(message, Message) or message.chat.type not in {"group", "supergroup"}:
+        return
+    catalogs = texts.catalogs
+    left = {catalogs.lookup(language, "group_placeholder") for language in catalogs.languages}
+    if message.text not in left:
+        return
+    log.info("inline.placeholder_settled")
+    await editors.settle_left(message.chat.id, message.message_id, texts("placeholder_left"))
 
 
 def build_router() -> Router:

@@ -169,6 +169,10 @@ class Editors(Protocol):
         """Put ``markup`` under the bot's message in a group, at its pace (a refusal: logged)."""
         ...
 
+    async def settle_left(self, chat_id: int, message_id: int, text: str) -> None:
+        """Put ``text`` in the bot's message in a group, its buttons gone, at its pace."""
+        ...
+
     async def tell_chat(
         self,
         chat_id: int,

@@ -285,6 +285,8 @@ class ChatService:
     )
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    # user -> their answers' tasks started with ``start``, followups included (``forget``)
+    _following: dict[int, set[asyncio.Task[None]]] = field(default_factory=dict, init=False)
     # user -> their erasures running or waiting their turn (``forget``)
     _forgetting: dict[int, _Erasing] = field(default_factory=dict, init=False)
     _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
@@ -357,21 +359,34 @@ class ChatService:
         goes to ``followup.failed`` (``detach``).
         """
         self._claim(question).claimed = question
-        self.detach(self._answer_then(question, sink, followup), followup.failed)
+        task = self.detach(self._answer_then(question, sink, followup), followup.failed)
+        following = self._following.setdefault(question.user_id, set())
+        following.add(task)
+        task.add_done_callback(functools.partial(self._followed, question.user_id))
+
+    def _followed(self, user_id: int, task: asyncio.Task[None]) -> None:
+        """An answer of ``start``'s ended, its followup too: ``forget`` need not wait for it."""
+        following = self._following.get(user_id)
+        if following is not None:
+            following.discard(task)
+            if not following:
+                del self._following[user_id]
 
     def detach(
         self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
-    ) -> None:
+    ) -> asyncio.Task[None]:
         """Run ``work`` (an answer and what goes with it) in a task the service owns.
 
         For work that must wait before its user can be claimed (a group answer waits for the
         group's turn); ``start`` is the usual way. A failure of ``work`` (any ``Exception``)
         goes to ``failed``; one of ``failed`` itself is logged. ``close`` stops the answers and
-        waits for these tasks, and ``wait_idle`` waits for them to end on their own.
+        waits for these tasks, and ``wait_idle`` waits for them to end on their own. Returns
+        the task.
         """
         task = asyncio.create_task(self._detached(work, failed))
         self._detached_tasks.add(task)
         task.add_done_callback(self._detached_tasks.discard)
+        return task
 
     @property
     def running(self) -> int:
@@ -447,6 +462,15 @@ class ChatService:
             return False
         generation.stop.set()
         return True
+
+    def shows(self, stop_tag: StopTag) -> bool:
+        """Whether an answer (anyone's) under the stop button ``stop_tag`` is in progress.
+
+        None is once it has ended, or for a button whose answer never began: a placeholder
+        Telegram took without the bot learning which message it is (the send timed out, or
+        its reply named none) keeps a stop button nothing stands behind.
+        """
+        return any(g.stop_tag == stop_tag for g in self._generations())
 
     async def close(self, within: float | None = None) -> None:
         """Stop every answer and title request in progress; wait until each is settled.
@@ -1331,7 +1355,9 @@ class ChatService:
         A streaming answer is stopped first and waited for (it is billed and would store its
         turn), and so are a question waiting for it and a title request (it would store a title
         made from what is erased, in a conversation that may reuse the id), so nothing is
-        written after the erasure; a title its answer's followup would ask later is not asked.
+        written after the erasure; a title its answer's followup would ask later is not asked,
+        and its followup's notes are waited for (``_followups_ended``): the user is told the
+        erasure is done after them, never before.
         Until it is done, a new question is refused (``ErasureInProgress``): it would read the
         history being erased; a settings or model choice, and /history, wait for it to end
         (``_erasure_ended``).
@@ -1353,6 +1379,7 @@ class ChatService:
                 for titling in list(self._titling.get(user_id, [])):
                     titling.generation.stop.set()
                     await titling.ended.wait()
+                await self._followups_ended(user_id)
                 self._retry.drop(user_id)
                 self._cut.drop(user_id)
                 with history_failures("cannot erase the conversation"):
@@ -1386,6 +1413,18 @@ class ChatService:
         self._erasures.move_to_end(user_id)
         while len(self._erasures) > _RETRY_MEMORY:
             self._erasures.popitem(last=False)
+
+    async def _followups_ended(self, user_id: int) -> None:
+        """Wait until what follows the user's answers (``start``'s followups) has been said.
+
+        A note under an answer (its Continue, the part of a file read, "Stopped.", a failure
+        told: a flood wait may hold one a minute) went out after the user had been told the
+        history was erased, about a conversation no longer there. Nothing of the followups
+        waits for the erasure: a title they would ask is not asked once it has begun
+        (``name_conversation``), and a question is refused until it ends, so none starts.
+        """
+        while following := self._following.get(user_id):
+            await asyncio.wait(list(following))  # never cancels them
 
     async def _answers_ended(self, user_id: int) -> None:
         """Stop the user's answers (one waiting, and the one it waits for); wait for their end."""

@@ -15,10 +15,13 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 from structlog.testing import capture_logs
 
-from bot.order import LET_NEXT_IN, UpdateOrder
+from bot.order import LET_NEXT_IN, MOST_WAITING, UpdateOrder
 from bot.shutdown import drain
+from bot.telegram import build_bot
+from common.texts import Catalogs
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
+from tests.fakes.telegram import FakeTelegram
 from tests.test_bot_payments import USER as PAYER
 from tests.test_bot_payments import buy_pack, paying_stack
 
@@ -73,11 +76,13 @@ async def test_a_question_sent_right_after_a_payment_is_paid_by_it(
     assert told.params["text"] == "Paid answer."
 
 
-def _update(update_id: int, user_id: int, text: str, chat_id: int | None = None) -> Update:
+def _update(
+    update_id: int, user_id: int, text: str, chat_id: int | None = None, language: str = "en"
+) -> Update:
     chat = {"id": user_id, "type": "private"}
     if chat_id is not None:
         chat = {"id": chat_id, "type": "supergroup", "title": "Group"}
-    sender = {"id": user_id, "is_bot": False, "first_name": "Ann"}
+    sender = {"id": user_id, "is_bot": False, "first_name": "Ann", "language_code": language}
     message = {"message_id": update_id, "date": 0, "chat": chat, "from": sender, "text": text}
     return Update.model_validate({"update_id": update_id, "message": message})
 
@@ -92,7 +97,7 @@ class _Recorder:
         self.refused: set[str] = set()
 
     async def handle(self, message: Message, **data: Any) -> None:  # noqa: ANN401 -- aiogram's data
-        text = message.text or ""
+        text = "paid" if message.successful_payment else message.text or ""
         self.started.append(text)
         if LET_NEXT_IN in data:  # an update held in order (a private chat's)
             self.let_in[text] = data[LET_NEXT_IN]
@@ -108,16 +113,19 @@ class _Refused(Exception):
 
 @contextlib.asynccontextmanager
 async def _dispatcher(
-    order: UpdateOrder, intake: Intake | None = None
+    order: UpdateOrder, intake: Intake | None = None, bot: Bot | None = None
 ) -> AsyncIterator[tuple[Dispatcher, Bot, _Recorder]]:
-    """A dispatcher with ``order`` (after ``intake``, outermost, as bot.app has them)."""
+    """A dispatcher with ``order`` (after ``intake``, outermost, as bot.app has them).
+
+    ``bot``: one that talks to a fake Telegram (else none is reached).
+    """
     dispatcher = Dispatcher(disable_fsm=True)
     if intake is not None:
         dispatcher.update.outer_middleware(intake)
     dispatcher.update.outer_middleware(order)
     recorder = _Recorder()
     dispatcher.message.register(recorder.handle)
-    bot = Bot(TOKEN)
+    bot = bot or Bot(TOKEN)
     try:
         yield dispatcher, bot, recorder
     finally:
@@ -151,6 +159,71 @@ async def test_a_users_updates_start_in_order_and_other_users_go_on() -> None:
         await asyncio.gather(*tasks)
     assert recorder.started == ["slow", "other's", "/cancel", "then"]
     assert order.chats == 0  # nothing kept once handled
+
+
+def _payment(update_id: int, user_id: int) -> Update:
+    chat = {"id": user_id, "type": "private"}
+    sender = {"id": user_id, "is_bot": False, "first_name": "Ann"}
+    paid = {
+        "currency": "XTR",
+        "total_amount": 50,
+        "invoice_payload": "order",
+        "telegram_payment_charge_id": f"charge-{update_id}",
+        "provider_payment_charge_id": "",
+    }
+    message = {
+        "message_id": update_id,
+        "date": 0,
+        "chat": chat,
+        "from": sender,
+        "successful_payment": paid,
+    }
+    return Update.model_validate({"update_id": update_id, "message": message})
+
+
+EXCESS = 30  # a spammer's messages past what may wait
+
+
+async def test_a_users_backlog_past_the_most_waiting_is_let_go_and_told_once() -> None:
+    # Every update of a user's behind their slow one (a reply waiting out a flood wait) was
+    # kept, each with aiogram's handler chain, and left the intake's count: a user sending
+    # hundreds while one reply waited held them all in memory, without bound. Those past
+    # ``MOST_WAITING`` are let go now, the user told once; a payment among them never is,
+    # and a burst (a long text's parts, an album, quick messages) is far below the bound.
+    async with FakeTelegram(token=TOKEN) as telegram:
+        telegram.send_text(USER, "hello")  # the chat exists
+        order = UpdateOrder(catalogs=Catalogs())
+        async with _dispatcher(order, bot=build_bot(TOKEN, telegram.url)) as (
+            dispatcher,
+            bot,
+            recorder,
+        ):
+            recorder.held["slow"] = asyncio.Event()
+            updates = [_update(1, USER, "slow")]
+            burst = [f"m{i}" for i in range(MOST_WAITING + EXCESS)]
+            updates += [_update(2 + i, USER, text, language="ru") for i, text in enumerate(burst)]
+            updates.append(_payment(1000, USER))  # paid amid the excess: booked all the same
+            updates.append(_update(1001, OTHER, "other's"))
+            with capture_logs() as logs:
+                tasks = [
+                    asyncio.create_task(dispatcher.feed_update(bot, update)) for update in updates
+                ]
+                await _settle()
+                waiting = order.waiting(USER)
+                assert waiting == MOST_WAITING + 1  # and the payment
+                await telegram.wait_for(
+                    "sendMessage", lambda c: str(c.params.get("chat_id")) == str(USER)
+                )
+                recorder.held["slow"].set()
+                await asyncio.gather(*tasks)
+            told = [m["text"] for m in telegram.sent_messages(USER)]
+    texts = Catalogs().for_language("ru")
+    assert recorder.started == ["slow", "other's", *burst[:MOST_WAITING], "paid"]
+    assert told == [texts("one_at_a_time", most=MOST_WAITING)]  # once, in their language
+    assert order.dropped == EXCESS
+    events = [e["event"] for e in logs if e["event"].startswith("update.backlog")]
+    assert events == ["update.backlog_dropped", "update.backlog_cleared"]
+    assert order.chats == 0
 
 
 async def test_a_users_group_messages_are_not_held_behind_their_private_chat() -> None:

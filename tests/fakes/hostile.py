@@ -32,7 +32,9 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
   such call came (``time.monotonic()``);
 - ``late``: the call runs (Telegram takes it: a message is sent), but its reply is held until
   ``answer_late()`` (or the fake closes): a slow Telegram, whose reply comes after the client
-  gave up on it. ``held`` counts the replies held so far.
+  gave up on it. ``held`` counts the replies held so far;
+- ``flood``: a 429 in Telegram's own words (``parameters.retry_after`` of ``flood_s``
+  seconds), as flood control refuses one call it picks; the call does not run.
 
 ``misbehave(method, mode, when=...)`` arms one call of ``method`` (the next whose parameters
 ``when`` accepts); the calls answered so are counted in ``misbehaved``. ``method`` ``DOWNLOAD``
@@ -73,6 +75,13 @@ MODES = (
     "silent",
     "late",
 )
+# Telegram's own refusal, beside the network's ways: not among ``MODES``, which a test runs
+# each of expecting the call to fail (a flood wait is waited out, and the call goes through).
+FLOOD = "flood"
+# The modes answered in the Bot API's shape, a part missing or refused (``_mangled``).
+_IN_SHAPE = frozenset(
+    {"malformed", "unnamed", "undescribed", "undescribed_502", "nested_502", FLOOD}
+)
 
 
 @dataclass
@@ -94,6 +103,7 @@ class HostileTelegram(FakeTelegram):
         self._answering = asyncio.Event()  # lets the late replies go
         self.held = 0  # late replies held so far
         self.elsewhere = ""  # where ``away`` sends a call
+        self.flood_s = 3  # the flood wait a ``flood`` call is told
 
     async def close(self) -> None:
         """Let the silent calls go, then close as the emulator does."""
@@ -109,7 +119,7 @@ class HostileTelegram(FakeTelegram):
         self, method: str, mode: str, *, when: Callable[[dict[str, Any]], bool] = lambda _p: True
     ) -> None:
         """Answer the next call of ``method`` whose parameters ``when`` accepts in ``mode``."""
-        if mode not in MODES or (method == DOWNLOAD and mode != "login"):
+        if mode not in {*MODES, FLOOD} or (method == DOWNLOAD and mode != "login"):
             raise ValueError(f"unknown mode {mode}")
         self._armed.append(_Armed(method, mode, when))
 
@@ -128,7 +138,7 @@ class HostileTelegram(FakeTelegram):
         self._armed.remove(armed)
         self.misbehaved.append((name, armed.mode))
         quoted = html.escape(str(params.get("text", "")))
-        if armed.mode in {"malformed", "unnamed", "undescribed", "undescribed_502", "nested_502"}:
+        if armed.mode in _IN_SHAPE:
             return await self._mangled(armed.mode, request)
         if armed.mode == "page":
             page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
@@ -175,7 +185,10 @@ class HostileTelegram(FakeTelegram):
         """A reply in the Bot API's shape with a part missing: its result's, or its refusal's.
 
         ``nested_502``: a refusal in no shape at all, nested past any parser's depth.
+        ``flood``: no part missing, Telegram's own 429 (``_flood``).
         """
+        if mode == FLOOD:
+            return _flood(self.flood_s)
         if mode == "nested_502":
             depth = 100_000
             return web.Response(
@@ -221,3 +234,14 @@ class HostileTelegram(FakeTelegram):
         wanted = html.escape(request.query.get("next", "/"))
         page = f'<html><form action="/login?next={wanted}">Sign in to continue</form></html>'
         return web.Response(text=page, content_type="text/html")
+
+
+def _flood(seconds: int) -> web.Response:
+    """Telegram's refusal of a call under flood control: wait ``seconds``, then try again."""
+    refusal = {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {seconds}",
+        "parameters": {"retry_after": seconds},
+    }
+    return web.json_response(refusal, status=429, headers={"Retry-After": str(seconds)})
