@@ -27,14 +27,15 @@ Admins set the group's settings with ``/groupsettings`` (checked with getChatMem
 posting as the group itself is an admin). ``/terms`` and ``/paysupport`` in a group are told
 to the member alone, as notices are, and so is ``/help`` (or ``/start@veil``): how to
 ask here. ``/stop`` or ``/cancel`` stops the sender's own answer in that group and topic, as
-its button does (``cmd_stop``). A group upgraded to a supergroup (a new chat id) takes its
-settings along (``on_upgraded``).
+its button does (``cmd_stop``), an inline answer of theirs posted there too (``posted``). A
+group upgraded to a supergroup (a new chat id) takes its settings along (``on_upgraded``).
 
 The feature's modules: ``addressed`` (what is for Veil, the router's way in), ``asking`` (a
 question queued for the group's turn), ``answer`` (one answer in its turn), ``presence``
 (whether its asker is still in the group), ``kit`` (what answers share, Telegram's look-ups),
-``telling`` (notices at the group's pace), ``commands`` (members' commands) and ``settings``
-(the admins' panel). They import one another, never another feature's router.
+``telling`` (notices at the group's pace), ``commands`` (members' commands), ``posted`` (the
+inline answers members post, for their ``/stop``) and ``settings`` (the admins' panel). They
+import one another, never another feature's router.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from handlers.callbacks import GroupSet, GroupToggle
 from handlers.groups.addressed import addressed, cmd_ask, on_addressed, on_edited, on_unread
 from handlers.groups.commands import cmd_help, cmd_paysupport, cmd_stop, cmd_terms
 from handlers.groups.kit import GROUPS
+from handlers.groups.posted import on_inline_posted, through_veil
 from handlers.groups.settings import cmd_groupsettings, on_group_set, on_group_toggle, on_upgraded
 from handlers.replies import unread
 
@@ -64,6 +66,7 @@ def build_router() -> Router:
     router.message.register(cmd_terms, Command("terms", ignore_case=True), own)
     router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True), own)
     router.message.register(on_upgraded, F.migrate_to_chat_id | F.migrate_from_chat_id)
+    router.message.register(on_inline_posted, through_veil)  # answered as the inline one it is
     router.message.register(on_addressed, addressed)
     asked = or_f(Command("ask", ignore_case=True), addressed)
     router.edited_message.register(on_edited, F.chat.type.in_(GROUPS), own, asked)

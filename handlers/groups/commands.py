@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from handlers.groups.posted import place_of
 from handlers.groups.telling import tell_alone
 from handlers.replies import forum_topic
 
@@ -26,7 +27,8 @@ log = structlog.get_logger("veil.groups")
 async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
     """``/stop`` or ``/cancel`` in a group: the sender's own answer there stops, as its button.
 
-    Only theirs, in this group and this forum topic (``GroupAnswer.stop``): never another
+    Only theirs, in this group and this forum topic (``GroupAnswer.stop``), a question of
+    theirs to the group or an inline answer they posted there (``posted``): never another
     member's, nor theirs in another group, topic or their private chat. With nothing of theirs
     to stop, ``/stop@veil`` is told so, alone (they named Veil: a word back is owed, and a
     notice to one person does not disturb the group), and so is a bare ``/stop``: the group's
@@ -48,19 +50,36 @@ async def cmd_stop(message: Message, command: CommandObject, texts: Texts, kit: 
         log.info("groups.stop_not_yours")
         await tell_alone(message, texts("stop_not_yours"), kit.editors)
         return
-    answer = kit.asking.get((message.chat.id, user.id))
+    if await _stopped(message, user.id, texts, kit):
+        return
+    if command.mention is None and command.command.lower() != "stop":
+        return  # a bare /cancel: more likely another bot's
+    if not (await kit.groups.settings(message.chat.id)).answers:
+        return
+    await tell_alone(message, texts("group_nothing_to_stop"), kit.editors)
+
+
+async def _stopped(message: Message, user_id: int, texts: Texts, kit: GroupKit) -> bool:
+    """Whether an answer of the sender's in this group and topic stopped, or was withdrawn.
+
+    Their question to the group (``GroupAnswer.stop``), else an inline answer of theirs posted
+    there, stopped as its button would (``ChatService.cancel`` with its tag, ``posted``): the
+    part shown stays, charged, or the message says it stopped. Their answer elsewhere carries
+    another tag, and stops not.
+    """
+    answer = kit.asking.get((message.chat.id, user_id))
     if answer is not None and answer.asker.thread_id == forum_topic(message):
         stopped = answer.stop()
         if stopped is not None:
             log.info("groups.stopped_by_command", how=stopped)
             if stopped == "withdrawn":
                 await tell_alone(message, texts("group_question_withdrawn"), kit.editors)
-            return
-    if command.mention is None and command.command.lower() != "stop":
-        return  # a bare /cancel: more likely another bot's
-    if not (await kit.groups.settings(message.chat.id)).answers:
-        return
-    await tell_alone(message, texts("group_nothing_to_stop"), kit.editors)
+            return True
+    tags = kit.inline_posts.tags(place_of(message, user_id))
+    if any(kit.chat.cancel(user_id, stop_tag=tag) for tag in tags):
+        log.info("groups.stopped_by_command", how="inline")
+        return True
+    return False
 
 
 def _replies_to_anothers(message: Message, user_id: int, kit: GroupKit) -> bool:

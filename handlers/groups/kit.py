@@ -25,6 +25,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import GetChat
 
+from handlers.groups.posted import InlinePosts
 from handlers.replies import EDITS_REMEMBERED
 from services.kept import Firsts
 
@@ -108,6 +109,8 @@ class GroupKit:
         self.editors = editors
         self.groups = groups
         self.asking: dict[tuple[int, int], GroupAnswer] = {}
+        # the inline answers members posted in groups, for their ``/stop`` there
+        self.inline_posts = InlinePosts()
         # (group, message) of the edited questions told of, newest ``EDITS_REMEMBERED`` kept
         self.edits_told: Firsts[tuple[int, int]] = Firsts(EDITS_REMEMBERED)
         # supergroup → what ``members_only`` learnt, the newest ``GROUPS_REMEMBERED`` kept
