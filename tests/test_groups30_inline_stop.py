@@ -6,8 +6,10 @@ answer there; it streams by edits of the inline message, which names no chat. Th
 nothing stopped, and they were told they had no answer being written there, under the one
 being written. The group's copy of the posted message, which Telegram sends the bot, now
 tells the group router whose answer it is; another member's ``/stop``, or theirs in another
-group, still stops nothing. The private ``/cancel`` stops the member's one answer wherever it
-is written (the "busy" notice sends them there to stop it): pinned here too.
+group, still stops nothing, and one of theirs in reply to another member's inline answer is
+meant for that answer: it stops nothing of the sender's, who is told so alone. The private
+``/cancel`` stops the member's one answer wherever it is written (the "busy" notice sends them
+there to stop it): pinned here too.
 
 The real bot long-polls the fake Telegram, through a real gateway to the fake vLLM, which holds
 each stream at a token so that a stop lands while the answer is being written.
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.group_stop_helpers import LONG, asked, closed_holds, held_stack, statuses, told
 from tests.harness import wait_until
-from tests.test_bot_groups import ANN, BOB, GROUP, QUESTION, final_reply, told_last
+from tests.test_bot_groups import ANN, BOB, GROUP, QUESTION, final_reply, replies, told_last
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 INLINE_ID = "inline-in-the-group"
 OTHER_GROUP = -1_001_234_999
 NOTHING = "You have no answer being written here right now."
+NOT_YOURS = "Only the person who asked can stop this answer, while it is being written."
 
 
 async def posted_inline(stack: Stack, user_id: int) -> None:
@@ -51,6 +54,16 @@ async def posted_inline(stack: Stack, user_id: int) -> None:
 def told_alone(stack: Stack, user_id: int) -> list[str]:
     """What ``user_id`` was told alone in the group so far."""
     return [m["text"] for m in stack.telegram.ephemeral_messages(GROUP, user_id)]
+
+
+def stop_shown(stack: Stack) -> bool:
+    """Whether a message of the bot's in the group still shows its stop button."""
+    return any(
+        str(button.get("callback_data", "")).startswith("stop:")
+        for message in replies(stack)
+        for row in (message.get("reply_markup") or {}).get("inline_keyboard", [])
+        for button in row
+    )
 
 
 def inline_text(stack: Stack) -> str:
@@ -107,3 +120,25 @@ async def test_a_private_cancel_stops_the_members_answer_in_a_group(tmp_path: Pa
         said_in_private = stack.telegram.sent_messages(ANN)
     assert "word59" not in final["text"]
     assert said_in_private == []  # nothing to tell there: the group's answer shows it
+
+
+async def test_a_stop_replying_to_anothers_inline_answer_stops_nothing_of_the_senders(
+    tmp_path: Path,
+) -> None:
+    # Bob's /stop in reply to Ann's inline answer, still being written, is meant for it, as its
+    # button pressed by him: it stopped his own answer in the group instead, and said nothing.
+    async with held_stack(tmp_path) as stack:
+        await posted_inline(stack, ANN)
+        (posted,) = [m for m in stack.telegram.state.chat_messages(GROUP) if "via_bot" in m]
+        await asked(stack, BOB)
+        stack.telegram.send_text(
+            BOB, "/stop@veil_test_bot", chat_id=GROUP, reply_to=posted["message_id"]
+        )
+        # Told, or his own answer stopped (its stop button gone) and nothing said.
+        await wait_until(lambda: bool(told_alone(stack, BOB)) or not stop_shown(stack), within=10)
+        assert told_alone(stack, BOB) == [NOT_YOURS]
+        stack.vllm.resume()
+        await wait_until(lambda: inline_text(stack).endswith(LONG), within=20)  # Ann's, whole
+        (bobs,) = await final_reply(stack)
+        assert await stack.veil.chat.wait_idle(10)
+    assert bobs["text"] == LONG  # Bob's, whole too

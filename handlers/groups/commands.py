@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from handlers.groups.posted import place_of
+from handlers.groups.posted import place_of, stop_tag, through_veil
 from handlers.groups.telling import tell_alone
 from handlers.replies import forum_topic
 
@@ -88,11 +88,20 @@ def _replies_to_anothers(message: Message, user_id: int, kit: GroupKit) -> bool:
     Such a ``/stop`` is meant for that answer, as its stop button pressed would be: it stops
     nothing of the sender's (their own question waiting for its turn was withdrawn by it).
     An answer in progress until its last edit is confirmed (``GroupKit.asking``): one written
-    whole may show its stop button still, its final edit waiting out a flood.
+    whole may show its stop button still, its final edit waiting out a flood. An inline answer
+    another member posted through Veil is in progress while the message replied to, as Telegram
+    hands it, shows its stop button (``posted``): the answer's last edit takes the button away.
     """
     replied = message.reply_to_message
     if replied is None:
         return False
+    if (
+        through_veil(replied, kit.editors.bot)
+        and replied.from_user is not None
+        and replied.from_user.id != user_id
+        and stop_tag(replied) is not None
+    ):
+        return True
     for (chat_id, asker), answer in kit.asking.items():
         if chat_id != message.chat.id or asker == user_id:
             continue
