@@ -55,7 +55,7 @@ from handlers import settings as settings_handlers
 from handlers import shop as shop_handlers
 from handlers import ton as ton_handlers
 from handlers.failures import Failures
-from handlers.groups import GroupKit
+from handlers.groups.kit import GroupKit
 from handlers.middleware import TextsMiddleware
 from handlers.replies import TELEGRAM_LATER, went_out
 from handlers.webapp import InitDataCheck, Page, build_webapp

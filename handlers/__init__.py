@@ -1,1 +1,4 @@
-"""aiogram routers, one feature a module; thin: read the update, call one service, reply."""
+"""aiogram routers, one feature a module (or a package: ``groups``).
+
+Thin: read the update, call one service, reply.
+"""

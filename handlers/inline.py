@@ -340,7 +340,7 @@ async def guest_notice(guest_query_id: str, text: str, bot: Bot) -> None:
     """A notice for an answer: to a summons sent as a chat, asking about unseen media, unread.
 
     A summons sent as a chat (an anonymous admin, a channel) comes from a pseudo-user that
-    stands for everyone who posts so (as in a group, ``handlers.groups.ask_as_yourself``):
+    stands for everyone who posts so (as in a group, ``handlers.groups.telling.ask_as_yourself``):
     nobody whose own credit an answer could be charged to. One in a caption would be answered
     blind to the photo or file it is under (``handlers.groups`` refuses it the same way). A
     forward that mentions Veil is someone else's words, written for another chat: in a group it

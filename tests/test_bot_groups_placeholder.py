@@ -17,7 +17,7 @@ from aiogram import Bot
 from aiogram.types import Message
 
 from bot.editing import Editors, Pace
-from handlers.groups import being_written
+from handlers.groups.asking import being_written
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies

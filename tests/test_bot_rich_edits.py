@@ -51,7 +51,7 @@ class HeldFinal(FakeTelegram):
 
     The answer is final in the group (no stop button: what a member, and ``final_reply``, see)
     while the bot waits to hear so, until ``release``; ``holding`` is set once it waits. The
-    bot lets the asker ask in the group again only after that (``_GroupAnswer.run``).
+    bot lets the asker ask in the group again only after that (``GroupAnswer.run``).
     ``refusal``: that edit is not made but refused so once released (the message deleted
     meanwhile, say).
     """

@@ -65,8 +65,8 @@ TODAYS_EVENTS = [
     ("services/shop_cancel.py", "stars.plan_not_canceled", "docs/money.md", "warning"),
     ("services/shop_cancel.py", "stars.plan_canceled", "docs/money.md", "info"),
     ("handlers/replies.py", "replies.pressed_message_gone", "docs/operations.md", "info"),
-    ("handlers/groups.py", "groups.stopped_by_command", "docs/operations.md", None),
-    ("handlers/groups.py", "groups.withdrawn", "docs/operations.md", None),
+    ("handlers/groups/commands.py", "groups.stopped_by_command", "docs/operations.md", None),
+    ("handlers/groups/answer.py", "groups.withdrawn", "docs/operations.md", None),
     ("handlers/chat.py", "chat.note_refused", "docs/operations.md", None),
     ("bot/streaming.py", "streaming.notice_unreadable", "docs/operations.md", None),
 ]
@@ -150,8 +150,8 @@ def test_the_uptime_benchmarks_pace_and_the_gateways_bounds_are_the_codes() -> N
 
 
 def _group_commands(handler: str) -> list[str]:
-    """The commands ``handlers/groups.py``'s router sends to ``handler``."""
-    tree = ast.parse((REPO / "handlers/groups.py").read_text(encoding="utf-8"))
+    """The commands ``handlers/groups/__init__.py``'s router sends to ``handler``."""
+    tree = ast.parse((REPO / "handlers/groups/__init__.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Call)

@@ -97,7 +97,7 @@ async def test_a_reading_telegram_gives_once_the_turn_came_serves_the_turn(
         telegram.state.set_member(GROUP, BOB, status)  # still out, or banned meanwhile
         stack.vllm.chat_hold = None
         held.set()
-        await wait_until(lambda: bobs.turn_came)
+        await wait_until(lambda: bobs.presence.turn_came)
         telegram.release()
         await final_reply(stack)  # Ann's
         await answered_last(stack)  # Carol's, after Bob's turn

@@ -21,7 +21,7 @@ import pytest
 import structlog
 
 from handlers.failures import Asker
-from handlers.groups import _GroupAnswer
+from handlers.groups.answer import GroupAnswer
 from services.answers import Shown
 from tests.botstack import running_stack
 from tests.test_bot_groups import BOB, FAST, GROUP
@@ -44,7 +44,7 @@ async def test_a_part_shown_before_a_bug_is_noted_for_the_group(
         stack.telegram.state.set_member(GROUP, BOB, "member")
         stack.telegram.send_text(BOB, "a word to the group", chat_id=GROUP)  # not for Veil
         (asked,) = stack.telegram.state.chat_messages(GROUP)
-        answer = _GroupAnswer(
+        answer = GroupAnswer(
             kit, texts, Asker(GROUP, BOB, asked["message_id"]), "en", "a question", ()
         )
         placeholder = await kit.editors.post(

@@ -3,7 +3,7 @@
 A webhook bot keeps getting its updates after its token is revoked in @BotFather: only its own
 calls are refused, and the middleware that watches them (``bot.conflict.RefusedToken``) asks
 Telegram about the token on a 401 and stops the bot. The look-ups of a group's queue go past
-the session's middlewares (``handlers.groups.at_once``, so that a flood wait is not waited out):
+the session's middlewares (``handlers.groups.kit.at_once``, so that a flood wait is not waited out):
 their 401 went unseen, logged as ``groups.asker_unknown`` and nothing else. They now hand it to
 the middlewares, which check the token as for any other call.
 """

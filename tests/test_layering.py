@@ -3,8 +3,9 @@
 ``bot`` is the composition root: nothing imports it, and only ``bot/app.py`` imports
 ``handlers``. Inside ``handlers`` a router imports only the shared leaf modules (callback data,
 reply pieces, the failures' texts, the texts middleware, the sinks' protocols), never another
-router. ``common`` (settings, logging, texts, the container entry point) sits below everything
-and imports none of Veil.
+router; a feature split into a package (``handlers/groups/``) imports its own modules too.
+``common`` (settings, logging, texts, the container entry point) sits below everything and
+imports none of Veil.
 """
 
 from __future__ import annotations
@@ -88,12 +89,29 @@ def test_nothing_imports_the_composition_root_and_only_its_wiring_imports_handle
             assert "handlers" not in roots, f"{where} imports handlers"
 
 
+def own_package(path: Path) -> set[str]:
+    """The feature package ``path`` is a module of (``handlers.groups.``), if it is in one."""
+    parts = path.relative_to(REPO).parts
+    return {".".join(parts[:-1]) + "."} if len(parts) > 2 else set()  # deeper than handlers/x.py
+
+
 def test_a_router_imports_only_the_shared_leaf_modules_of_handlers() -> None:
     for path in sorted((REPO / "handlers").rglob("*.py")):
         names = imported_modules(path.read_text(encoding="utf-8"))
         inside = {name for name in names if name.startswith("handlers.")}
-        allowed = {name for name in inside if any(name.startswith(leaf) for leaf in HANDLER_LEAVES)}
+        leaves = HANDLER_LEAVES | own_package(path)
+        allowed = {name for name in inside if any(name.startswith(leaf) for leaf in leaves)}
         assert inside <= allowed, f"{path.relative_to(REPO)} imports {sorted(inside - allowed)}"
+
+
+def test_a_feature_package_may_not_import_another_router() -> None:
+    """Its own modules, yes; another feature's (``handlers.chat``), no: the check still says so."""
+    groups = REPO / "handlers" / "groups" / "answer.py"
+    assert own_package(groups) == {"handlers.groups."}
+    assert own_package(REPO / "handlers" / "chat.py") == set()
+    leaves = HANDLER_LEAVES | own_package(groups)
+    assert not any("handlers.chat".startswith(leaf) for leaf in leaves)
+    assert not any("handlers.groupsx".startswith(leaf) for leaf in leaves)
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))

@@ -21,7 +21,7 @@ from tests.test_bot_groups import ANN, FAST, GROUP, QUESTION, answered_last, rep
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from handlers.groups import GroupKit
+    from handlers.groups.kit import GroupKit
     from tests.botstack import Stack
 
 FLOOD_WAIT = 3  # seconds Telegram asks the bot to wait, told with its refusal

@@ -4,7 +4,7 @@ A look-up refused 401 is handed to the session's middlewares, and in webhook mod
 ``bot.conflict.RefusedToken`` then asks Telegram about the token (``getMe``) through the
 session (its retries: a flood wait on ``getMe`` is waited out, up to a minute). The getChat a
 question's turn makes when its asker is out of a group remembered as members-only
-(``_GroupAnswer._was_in``) runs after the turn's own look-up, past its ``MEMBER_WAIT``: the
+(``Presence._was_in``) runs after the turn's own look-up, past its ``MEMBER_WAIT``: the
 token check there held the group's turn, and every answer queued behind it, for as long as
 ``getMe`` took. It is now within the look-up's wait (``at_once``): past it, the question is
 answered as where Telegram does not say, and the next call that goes through the session
