@@ -374,10 +374,17 @@ async def topics_enabled(bot: Bot) -> bool:
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
-    """Stop the answer being written; what was written so far is kept (and charged)."""
+    """Stop the answer being written; what was written so far is kept (and charged).
+
+    The user's answer may be in a group, or an inline or guest one: it stops there, and the
+    private chat, where nothing of it shows, says so (it had said nothing, as if unheard).
+    """
     user_id = message.from_user.id if message.from_user else message.chat.id
+    elsewhere = chat.streams_elsewhere(user_id)
     if not chat.cancel(user_id):
         await message.answer(texts("nothing_to_cancel"))
+    elif elsewhere:
+        await message.answer(texts("cancelled_elsewhere"))
 
 
 async def cmd_new(message: Message, bot: Bot, texts: Texts, chat: ChatService) -> None:

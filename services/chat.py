@@ -183,6 +183,7 @@ class _Generation:
     after: _Generation | None = None  # the user's previous answer, finishing: waited for first
     thought: bool = False  # the model began its answer by thinking (shown or not)
     thread_id: int | None = None  # the topic it is asked in (None: the chat itself)
+    private: bool = False  # asked in the user's private chat (not a group's, inline or guest)
     left: bool = False  # its conversation was left while it ran (``/new``): no Continue, no Retry
     # Set once it has read which conversation it is asked in (or will read none): ``_opened``.
     opened: asyncio.Event = field(default_factory=asyncio.Event)
@@ -418,7 +419,10 @@ class ChatService:
         if previous is not None and previous.stoppable and not previous.stop.is_set():
             raise AnswerInProgress("an answer is already in progress")  # streaming, or to begin
         generation = _Generation(
-            stop_tag=question.stop_tag, after=previous, thread_id=question.thread_id
+            stop_tag=question.stop_tag,
+            after=previous,
+            thread_id=question.thread_id,
+            private=question.private,
         )
         self._active[question.user_id] = generation
         return generation
@@ -462,6 +466,16 @@ class ChatService:
             return False
         generation.stop.set()
         return True
+
+    def streams_elsewhere(self, user_id: int) -> bool:
+        """Whether the answer ``cancel`` would stop is written outside the user's private chat.
+
+        A group's, an inline or a guest answer: a private ``/cancel`` stops it there (one
+        answer a user at a time, and the "busy" notice says to), where the private chat would
+        show nothing of it.
+        """
+        generation = self._active.get(user_id)
+        return generation is not None and generation.stoppable and not generation.private
 
     def shows(self, stop_tag: StopTag) -> bool:
         """Whether an answer (anyone's) under the stop button ``stop_tag`` is in progress.

@@ -119,7 +119,10 @@ async def test_a_private_cancel_stops_the_members_answer_in_a_group(tmp_path: Pa
         assert await statuses(stack, ANN) == ["stopped"]
         said_in_private = stack.telegram.sent_messages(ANN)
     assert "word59" not in final["text"]
-    assert said_in_private == []  # nothing to tell there: the group's answer shows it
+    # The private chat says where the stop went: it had said nothing, as if /cancel was unheard.
+    assert [m["text"] for m in said_in_private] == [
+        stack.veil.catalogs.for_language("en")("cancelled_elsewhere")
+    ]
 
 
 async def test_a_stop_replying_to_anothers_inline_answer_stops_nothing_of_the_senders(
