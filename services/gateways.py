@@ -202,13 +202,14 @@ class GatewayPool:
         """Fetch and verify one gateway's bundle if it is stale (or ``force``).
 
         ``refused``: the key id of a request the gateway refused as sealed to a key it does
-        not hold (410). Its bundle is fetched only while the bot still offers that key: rotated
-        out, the gateway has a new one. A request sealed to any other key (a page's, to a key
-        no gateway ever held, or to one the bot has replaced since: questions refused at once,
-        the first of which had it fetched) tells nothing new: each had the bot fetch it again.
+        not hold (410). Its bundle is fetched, stale or not, only while the bot still offers
+        that key: rotated out, the gateway has a new one. A request sealed to any other key (a
+        page's, to a key no gateway ever held, or to one the bot has replaced since: questions
+        refused at once, the first of which had it fetched) tells nothing new: each had the bot
+        fetch it again.
         """
         async with gateway.lock:
-            if not force and not self._stale(gateway):
+            if not force and refused is None and not self._stale(gateway):
                 return
             if refused is not None and (
                 gateway.bundle is None or gateway.bundle.bundle.key_id != refused

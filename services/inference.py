@@ -450,7 +450,7 @@ class InferenceClient:
         finally:
             gateway.in_flight -= 1
         if rotated is not None:
-            await self._pool.refresh_one(gateway, force=True, refused=rotated)
+            await self._pool.refresh_one(gateway, refused=rotated)
             async for item in self._stream_from(
                 gateway, chat, stop, request_id=request_id, retried=True
             ):

@@ -393,7 +393,7 @@ class RelayService:
             # a rotation (or before a restart) is still good at the gateway during its overlap,
             # and a page set on waste can seal to the offered key bytes that fail to open
             # (check 7), refused as cheaply; an honest page seals only to a bundle it was offered.
-            await self._pool.refresh_one(gateway, force=True, refused=sealed_to)
+            await self._pool.refresh_one(gateway, refused=sealed_to)
         elif response.status == _HTTP_BAD_REQUEST and code == "stale_request":
             # The page stamped the request by the bot's clock (its replies' Date) and sealed it
             # to this gateway's key alone: no other gateway can open it, so it is not failed
