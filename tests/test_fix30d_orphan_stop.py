@@ -105,3 +105,30 @@ async def test_a_placeholder_whose_send_timed_out_is_settled_by_its_stop_button(
     assert settled["text"] == texts("placeholder_left")
     assert told  # the failure, told to the asker alone
     assert asked == 0
+
+
+async def test_a_stop_pressed_as_its_placeholder_goes_up_is_no_answer_ended(
+    tmp_path: Path,
+) -> None:
+    # The placeholder shows in the group as soon as Telegram takes it; the bot learns its id,
+    # and asks the model, a round trip later (a slow Telegram: a long one). A press then found
+    # no answer in progress: a member was told the answer had ended and the placeholder was
+    # edited to say nothing more comes there, just before the answer streamed into it; its
+    # asker, told the same, was answered in full and charged.
+    async with asking(tmp_path, "late") as (s, telegram):
+        texts = s.veil.catalogs.for_language("en")
+        await wait_until(lambda: telegram.held == 1, within=10)
+        (placeholder,) = replies(s)
+        data = stop_data(placeholder)
+        others = await pressed(s, BOB, data, placeholder)
+        askers = await pressed(s, ANN, data, placeholder)
+        telegram.answer_late()
+        (final,) = await final_reply(s)
+        assert await s.veil.chat.wait_idle(10)
+        edits = [str(c.params.get("text")) for c in s.telegram.calls_of("editMessageText")]
+        asked = len(s.vllm.requests)
+    assert others == texts("stop_not_yours")
+    assert askers == texts("stopping")
+    assert texts("placeholder_left") not in edits
+    assert final["text"] == texts("cancelled")  # stopped before a word, as /stop then does
+    assert asked == 0
