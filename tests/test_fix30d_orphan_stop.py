@@ -132,3 +132,38 @@ async def test_a_stop_pressed_as_its_placeholder_goes_up_is_no_answer_ended(
     assert texts("placeholder_left") not in edits
     assert final["text"] == texts("cancelled")  # stopped before a word, as /stop then does
     assert asked == 0
+
+
+async def test_a_placeholder_left_behind_is_settled_once_however_often_it_is_pressed(
+    tmp_path: Path,
+) -> None:
+    # Each press until the edit landed queued an edit of its own at the group's pace: a member
+    # tapping the button (or a client pressing it by the hundred) spent the slots every other
+    # member's answer waits for, on edits that changed nothing.
+    async with asking(tmp_path, "unnamed") as (s, telegram):
+        await final_reply(s)
+        assert await s.veil.chat.wait_idle(10)
+        orphan, _answered = replies(s)
+        data = stop_data(orphan)
+        # The first edit's reply held: every press comes while it is on its way.
+        ours = orphan["message_id"]
+        telegram.misbehave("editMessageText", "late", when=lambda p: p.get("message_id") == ours)
+        before = len(s.telegram.calls_of("answerCallbackQuery"))
+        for _ in range(PRESSES):
+            s.telegram.press_button(BOB, data, message_id=ours, chat_id=GROUP)
+        await wait_until(
+            lambda: len(s.telegram.calls_of("answerCallbackQuery")) == before + PRESSES
+        )
+        await wait_until(lambda: telegram.held == 1)
+        telegram.answer_late()
+        # Each press's handler ends once its edit is made (or none was asked).
+        assert await s.veil.operations.in_flight.wait_idle(10)
+        edits = [
+            c
+            for c in s.telegram.calls_of("editMessageText")
+            if c.params.get("message_id") == orphan["message_id"]
+        ]
+    assert len(edits) == 1
+
+
+PRESSES = 5
