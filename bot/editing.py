@@ -787,6 +787,8 @@ class Editors:
         # (chat, member or chat posting, text) of each notice waiting for its group's pace or
         # being sent
         self._telling: set[tuple[int, int, str]] = set()
+        # (chat, message) of each placeholder left behind whose settling edit is on its way
+        self._settling: set[tuple[int, int]] = set()
         self.answers = LongAnswers()
         self.chains = ReplyChains()
         self.showing = Showing()
@@ -1028,15 +1030,24 @@ class Editors:
         A placeholder left behind (``on_stop``): Telegram took it, the bot never learned which
         message it was, and it stood with "⏳ …" and a stop button for good. A flood wait or a
         failure of Telegram's own is waited out and the edit tried again (``_persist``); a
-        refusal (the message deleted, past the 48 hours a bot may edit) is logged.
+        refusal (the message deleted, past the 48 hours a bot may edit) is logged. A press
+        while that edit is on its way asks none of its own: each took a slot of the group's
+        pace, which its members' answers wait for, to change nothing.
         """
+        key = (chat_id, message_id)
+        if key in self._settling:
+            return
 
         def edit() -> Awaitable[object]:
             return self.bot.edit_message_text(
                 chat_id=chat_id, message_id=message_id, text=text, reply_markup=None
             )
 
-        refused = await _persist(edit, self.group_pacers(chat_id), paced=True)
+        self._settling.add(key)
+        try:
+            refused = await _persist(edit, self.group_pacers(chat_id), paced=True)
+        finally:
+            self._settling.discard(key)
         if refused is not None:
             log.info("editing.left_unsettled", error=type(refused).__name__)
 

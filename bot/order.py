@@ -28,7 +28,8 @@ handled (a user sending hundreds of messages while each reply of theirs waits ou
 flood control, say), the next is let go unhandled (``update.backlog_dropped``, counted in
 ``dropped``), and the user is told once, until their backlog has cleared, that the messages
 past it were not read. A payment is never let go (its booking and thanks are in its handler),
-and a user's burst (a long text's parts, an album, a few quick messages) is far below it.
+nor a button's press (a /forget's "Yes, erase", a stop button), and a user's burst (a long
+text's parts, an album, a few quick messages) is far below it.
 """
 
 from __future__ import annotations
@@ -192,10 +193,18 @@ class UpdateOrder(BaseMiddleware):
             turn.done()
 
     def _past_most(self, turn: Turn, event: TelegramObject) -> bool:
-        """Whether ``turn``'s update is one too many waiting for its chat (never a payment)."""
+        """Whether ``turn``'s update is one too many waiting for its chat.
+
+        Never a payment, nor a button's press: a press let go was lost without a word (the
+        notice speaks of messages, and comes once), "Yes, erase" of /forget erased nothing, a
+        stop button left its answer running and charged. A press is a tap on a message of the
+        bot's, not text a user pastes by the hundred.
+        """
         if self.first(turn) or self.waiting(turn.key) <= self.most_waiting:
             return False
-        return not (isinstance(event, Update) and entry_from_update(event) is not None)
+        if not isinstance(event, Update):
+            return True
+        return event.callback_query is None and entry_from_update(event) is None
 
     async def _drop(self, turn: Turn, event: TelegramObject, data: dict[str, Any]) -> None:
         """Let ``turn``'s update go unhandled; the first of a backlog logged, and told the user.

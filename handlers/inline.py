@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, ChosenInlineResult, InlineQuery, Update
 
     from common.texts import Texts
-    from handlers.sinks import EditedAnswer, Editors
+    from handlers.sinks import EditedAnswer, Editors, GroupStops
     from services.chat import ChatService
     from services.questions import Answer
 
@@ -432,12 +432,13 @@ class _Followup:
             )
 
 
-async def on_stop(
+async def on_stop(  # noqa: PLR0913, PLR0917 -- what the press needs, as aiogram hands it
     query: CallbackQuery,
     callback_data: StopAnswer,
     texts: Texts,
     chat: ChatService,
     editors: Editors,
+    kit: GroupStops,
 ) -> None:
     """The stop button: stops the answer for its asker; anyone else gets a short notice.
 
@@ -449,17 +450,25 @@ async def on_stop(
     way out: Telegram took it, but the bot never learned which message it was (the send
     timed out after Telegram took it, or its reply named none), and it stood with "⏳ …" and
     a stop button that did nothing, beside the answer or the failure told. The press names
-    the message: it is edited to say nothing more comes there (``_settle_left``).
+    the message: it is edited to say nothing more comes there (``_settle_left``). A group
+    answer whose placeholder is still going up (``GroupStops``) has not ended: it was
+    edited so just before its answer streamed in, and its asker, told it had ended, was
+    answered in full and charged.
     """
-    tag = callback_data.tag
-    stopped = chat.cancel(query.from_user.id, stop_tag=tag)
-    ended = not stopped and not chat.shows(tag)
+    tag, user_id = callback_data.tag, query.from_user.id
+    # A group answer whose placeholder is going up (no model asked yet: the chat service
+    # knows none under the button) has not ended: its asker withdraws it, as ``/stop`` then.
+    group = None if query.message is None else query.message.chat.id
+    behind = None if group is None else kit.stop_pressed(group, tag, user_id)
+    opening = behind == "opening"
+    stopped = behind == "stopped" or (not opening and chat.cancel(user_id, stop_tag=tag))
+    ended = not stopped and not opening and not chat.shows(tag)
     told = "stopping" if stopped else "stop_ended" if ended else "stop_not_yours"
     try:
         await query.answer(texts(told))
     except TELEGRAM_LATER as exc:
         log.info("inline.stop_unanswered", error=type(exc).__name__, stopped=stopped)
-    if ended:
+    if ended and behind is None:  # (an answer telling its end says it in its message)
         await _settle_left(query, texts, editors)
 
 

@@ -10,7 +10,7 @@ places answered already, so an update delivered again is not answered twice).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from services.questions import AnswerSink, CountingSink
 
@@ -72,6 +72,21 @@ class Drafts(Protocol):
         """A fresh sink streaming into ``chat_id`` (into its topic ``thread_id``, if given).
 
         ``reply_to``: the message its first final message replies to (an answer sent again).
+        """
+        ...
+
+
+class GroupStops(Protocol):
+    """What a stop button's press asks of the group answers (``handlers.groups.kit``)."""
+
+    def stop_pressed(
+        self, chat_id: int, stop_tag: str, user_id: int
+    ) -> Literal["stopped", "opening", "held"] | None:
+        """A press of ``stop_tag`` in group ``chat_id``, as far as the group's answer behind it.
+
+        None: no group answer is behind it. ``stopped``: its asker's, whose placeholder was
+        going up, withdrawn; ``opening``: another's, going up; ``held``: one streaming or
+        telling its end in its message (the chat service stops it, if anything does).
         """
         ...
 

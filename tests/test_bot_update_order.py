@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from aiogram.types import ErrorEvent, Message
+    from aiogram.types import CallbackQuery, ErrorEvent, Message
 
     from bot.intake import Intake
 
@@ -224,6 +224,53 @@ async def test_a_users_backlog_past_the_most_waiting_is_let_go_and_told_once() -
     events = [e["event"] for e in logs if e["event"].startswith("update.backlog")]
     assert events == ["update.backlog_dropped", "update.backlog_cleared"]
     assert order.chats == 0
+
+
+def _press(update_id: int, user_id: int, data: str) -> Update:
+    """A press of a button under the bot's message in the user's private chat."""
+    sender = {"id": user_id, "is_bot": False, "first_name": "Ann"}
+    bot_user = {"id": 42, "is_bot": True, "first_name": "Veil"}
+    shown = {
+        "message_id": 7,
+        "date": 0,
+        "chat": {"id": user_id, "type": "private"},
+        "from": bot_user,
+        "text": "Erase everything?",
+    }
+    query = {
+        "id": f"q{update_id}",
+        "from": sender,
+        "message": shown,
+        "chat_instance": "ci",
+        "data": data,
+    }
+    return Update.model_validate({"update_id": update_id, "callback_query": query})
+
+
+async def test_a_press_amid_a_backlog_past_the_most_waiting_is_never_let_go() -> None:
+    # A press came behind the user's flood of messages and was let go with them, silently (the
+    # notice speaks of messages, and had been sent already): /forget's "Yes, erase" erased
+    # nothing, a stop button left its answer running, and charged.
+    order = UpdateOrder()
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        pressed: list[str] = []
+
+        async def on_press(query: CallbackQuery) -> None:
+            pressed.append(str(query.data))
+
+        dispatcher.callback_query.register(on_press)
+        recorder.held["slow"] = asyncio.Event()
+        updates = [_update(1, USER, "slow")]
+        burst = [f"m{i}" for i in range(MOST_WAITING + EXCESS)]
+        updates += [_update(2 + i, USER, text) for i, text in enumerate(burst)]
+        updates.append(_press(1000, USER, "forget:yes"))
+        tasks = [asyncio.create_task(dispatcher.feed_update(bot, update)) for update in updates]
+        await _settle()
+        recorder.held["slow"].set()
+        await asyncio.gather(*tasks)
+    assert recorder.started == ["slow", *burst[:MOST_WAITING]]
+    assert pressed == ["forget:yes"]
+    assert order.dropped == EXCESS
 
 
 async def test_a_users_group_messages_are_not_held_behind_their_private_chat() -> None:

@@ -105,3 +105,65 @@ async def test_a_placeholder_whose_send_timed_out_is_settled_by_its_stop_button(
     assert settled["text"] == texts("placeholder_left")
     assert told  # the failure, told to the asker alone
     assert asked == 0
+
+
+async def test_a_stop_pressed_as_its_placeholder_goes_up_is_no_answer_ended(
+    tmp_path: Path,
+) -> None:
+    # The placeholder shows in the group as soon as Telegram takes it; the bot learns its id,
+    # and asks the model, a round trip later (a slow Telegram: a long one). A press then found
+    # no answer in progress: a member was told the answer had ended and the placeholder was
+    # edited to say nothing more comes there, just before the answer streamed into it; its
+    # asker, told the same, was answered in full and charged.
+    async with asking(tmp_path, "late") as (s, telegram):
+        texts = s.veil.catalogs.for_language("en")
+        await wait_until(lambda: telegram.held == 1, within=10)
+        (placeholder,) = replies(s)
+        data = stop_data(placeholder)
+        others = await pressed(s, BOB, data, placeholder)
+        askers = await pressed(s, ANN, data, placeholder)
+        telegram.answer_late()
+        (final,) = await final_reply(s)
+        assert await s.veil.chat.wait_idle(10)
+        edits = [str(c.params.get("text")) for c in s.telegram.calls_of("editMessageText")]
+        asked = len(s.vllm.requests)
+    assert others == texts("stop_not_yours")
+    assert askers == texts("stopping")
+    assert texts("placeholder_left") not in edits
+    assert final["text"] == texts("cancelled")  # stopped before a word, as /stop then does
+    assert asked == 0
+
+
+async def test_a_placeholder_left_behind_is_settled_once_however_often_it_is_pressed(
+    tmp_path: Path,
+) -> None:
+    # Each press until the edit landed queued an edit of its own at the group's pace: a member
+    # tapping the button (or a client pressing it by the hundred) spent the slots every other
+    # member's answer waits for, on edits that changed nothing.
+    async with asking(tmp_path, "unnamed") as (s, telegram):
+        await final_reply(s)
+        assert await s.veil.chat.wait_idle(10)
+        orphan, _answered = replies(s)
+        data = stop_data(orphan)
+        # The first edit's reply held: every press comes while it is on its way.
+        ours = orphan["message_id"]
+        telegram.misbehave("editMessageText", "late", when=lambda p: p.get("message_id") == ours)
+        before = len(s.telegram.calls_of("answerCallbackQuery"))
+        for _ in range(PRESSES):
+            s.telegram.press_button(BOB, data, message_id=ours, chat_id=GROUP)
+        await wait_until(
+            lambda: len(s.telegram.calls_of("answerCallbackQuery")) == before + PRESSES
+        )
+        await wait_until(lambda: telegram.held == 1)
+        telegram.answer_late()
+        # Each press's handler ends once its edit is made (or none was asked).
+        assert await s.veil.operations.in_flight.wait_idle(10)
+        edits = [
+            c
+            for c in s.telegram.calls_of("editMessageText")
+            if c.params.get("message_id") == orphan["message_id"]
+        ]
+    assert len(edits) == 1
+
+
+PRESSES = 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar, cast
 
 import structlog
 from aiogram.exceptions import (
@@ -122,6 +122,28 @@ class GroupKit:
         self._kind_asking: dict[int, asyncio.Future[bool | None]] = {}
         # When (``time.monotonic``) the flood wait Telegram last set on a look-up ends.
         self._flood_ends = 0.0
+
+    def stop_pressed(
+        self, chat_id: int, stop_tag: str, user_id: int
+    ) -> Literal["stopped", "opening", "held"] | None:
+        """A press of the stop button ``stop_tag`` in group ``chat_id`` by ``user_id``.
+
+        The placeholder shows the button as soon as Telegram takes it, a round trip (a slow
+        Telegram's timeout) before the bot learns its id and asks the model, whose answer
+        ``ChatService`` knows only then: the asker's press then withdraws it, as ``/stop``
+        does (``stopped``), anyone else's stops nothing (``opening``). Once it streams, or
+        tells its end in its message, it is ``held`` (the chat service stops it, if anything
+        does). None: no answer of the group's is behind that button.
+        """
+        for (chat, _), answer in self.asking.items():
+            if chat != chat_id or answer.stop_tag != stop_tag:
+                continue
+            if answer.sink is not None:
+                return "held"
+            if answer.asker.user_id == user_id and answer.stop() is not None:
+                return "stopped"
+            return "opening"
+        return None
 
     async def look_up(self, method: TelegramMethod[T]) -> T:
         """``method`` asked ``at_once``, unless a flood wait Telegram set on a look-up lasts.
