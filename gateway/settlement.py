@@ -2,7 +2,8 @@
 
 Counts are the model server's usage when it sent one; otherwise the prompt is counted by its
 ``/tokenize`` or, failing that, by ``estimate_prompt_tokens`` (at most the model's window, where
-the bundle states it), the completion is the deltas relayed, and the receipt is marked
+the bundle states it), the completion is the deltas relayed (at most the ``max_tokens`` asked
+for), and the receipt is marked
 estimated. A failure before any delta bills nothing. Log
 lines and metrics carry ids, counts and outcomes, never text. The final record kept for a late
 receipt fetch, which travels in clear, carries no error message: the model server's words may
@@ -98,7 +99,10 @@ async def _usage(
     # No model reads more than its window at once: a prompt longer than that (stopped before
     # the model server refused it) is billed the window at most.
     window = gateway.ring.windows.get(model)
-    return (prompt if window is None else min(prompt, window)), tally.deltas, True
+    # A completion counted by its deltas: no model writes more tokens than it was asked for, and
+    # a server that sends a token's text over several deltas would have them counted each.
+    completion = min(tally.deltas, int(admitted.chat["max_tokens"]))
+    return (prompt if window is None else min(prompt, window)), completion, True
 
 
 async def counted_prompt(

@@ -519,6 +519,22 @@ async def test_without_usage_or_tokenize_the_prompt_is_a_conservative_estimate(
     assert receipt.estimated
 
 
+async def test_without_usage_the_completion_counted_by_deltas_is_never_past_what_was_asked(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    # A server sending a token's text over two deltas, and no usage: each delta was counted a
+    # token, and the receipt signed twice the completion the model could have written.
+    vllm.send_usage = False
+    vllm.split_deltas = True
+    chat = {"model": "veil-test", "messages": MESSAGES, "max_completion_tokens": 2}
+    reply = await post_sealed(http, gateway.url, seal_call(gateway, chat))
+    assert reply.final is not None
+    assert reply.final.receipt is not None
+    receipt = reply.final.receipt.receipt
+    assert len(reply.texts) > 2  # the deltas outnumber the tokens asked for
+    assert (receipt.completion_tokens, receipt.estimated) == (2, True)
+
+
 async def test_a_stalled_model_server_ends_in_a_stalled_error_record(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:

@@ -118,6 +118,9 @@ class FakeVLLM(Served):
     - `send_usage`: False never sends usage, even when `stream_options.include_usage` asks.
       `usage_fields`: the streamed usage object's fields kept (None: all), as a server that
       states only some of them (or a proxy that drops some) sends it.
+    - `split_deltas`: True streams each token of more than one character in two content
+      deltas (its first character, then the rest), as a server that sends a token's text as it
+      decodes: more deltas than tokens.
     - `tokenize_available`: False makes `/tokenize` a 404, as on a server without the route.
     - `chat_hold`: an event every chat call waits for, recorded in `requests` at once, before
       it is checked or answered (a busy server's front, or one tokenizing a long prompt).
@@ -176,6 +179,7 @@ class FakeVLLM(Served):
         self.drop_after: int | None = None
         self.stall_after: int | None = None
         self.send_usage = True
+        self.split_deltas = False
         self.usage_fields: tuple[str, ...] | None = None
         self.reasoning: str | None = None
         self.reasoning_field = "reasoning_content"
@@ -524,7 +528,7 @@ class FakeVLLM(Served):
             if self.token_delay > 0:
                 await asyncio.sleep(self.token_delay)
             last = failure is None and index == len(tokens) - 1 and not self.finish_on_extra_chunk
-            await send(chunk({"content": token}, finish if last else None))
+            await self._send_token(send, chunk, token, finish if last else None)
             last_at = time.monotonic()
             first_at = first_at or last_at
         self.token_times.append((request_index, first_at, last_at))
@@ -541,6 +545,19 @@ class FakeVLLM(Served):
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    async def _send_token(
+        self,
+        send: Callable[[object], Awaitable[None]],
+        chunk: Callable[[dict[str, str], str | None], dict[str, Any]],
+        token: str,
+        finish: str | None,
+    ) -> None:
+        """One token's content delta; two with ``split_deltas`` (its first character, the rest)."""
+        if self.split_deltas and len(token) > 1:
+            await send(chunk({"content": token[:1]}, None))
+            token = token[1:]
+        await send(chunk({"content": token}, finish))
 
     async def _think(
         self,
