@@ -186,7 +186,11 @@ async def test_a_question_is_refused_until_the_last_of_two_overlapping_erasures_
             telegram.send_text(USER, "and another thing")
             await wait_until(lambda: chat.running == 1 or len(telegram.sent_messages(USER)) == 4)
             claimed, sent = chat.running, [m["text"] for m in telegram.sent_messages(USER)]
-            second_erasing = stack.veil.operations.in_flight.count == 1
+            # The refusal is out before its update's handler returns (and the first erasure's
+            # may still be returning too): wait for the two to leave before counting.
+            in_flight = stack.veil.operations.in_flight
+            await wait_until(lambda: in_flight.count <= 1)
+            second_erasing = in_flight.count == 1
         done = await telegram.wait_for("editMessageText")
         telegram.send_text(USER, "a fresh start")
         await stack.final_messages(USER, 5)
