@@ -43,7 +43,7 @@ from common.collector import freeze_startup
 from common.connections import bind_failure
 from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
-from common.stopping import stoppable, stoppable_command
+from common.stopping import stoppable
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
 from gateway.keys import (
@@ -55,7 +55,7 @@ from gateway.routes import Listeners, listen
 from gateway.server import UPSTREAM_SPARE, Gateway, rotate_forever
 from gateway.settings import GatewaySettings
 from gateway.vllm import VLLMClient
-from sealed.keyfile import KEYGEN_AFTER_STOP, run_keygen
+from sealed.keyfile import keygen_run
 from sealed.suites import Suite
 
 if TYPE_CHECKING:
@@ -270,10 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="serve sealed inference (the default)")
     args = parser.parse_args(argv)
     if args.command == "keygen":
-        out = args.out
-        return stoppable_command(
-            lambda: run_keygen(out, OPERATOR_KEY_HEADER), "keygen", KEYGEN_AFTER_STOP
-        )
+        return keygen_run(args.out, OPERATOR_KEY_HEADER)
     # Serving: a stop asked for before the event loop takes the signals is one line, and exit 0.
     return stoppable(_serve, "veil.gateway", "gateway.stopped_before_start")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import stat
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,8 +116,16 @@ def keygen_command(args: Sequence[str], header: str) -> Callable[[], int] | None
     """
     if len(args) != 3 or list(args[:2]) != ["keygen", "--out"] or args[2].startswith("-"):  # noqa: PLR2004
         return None
-    out = Path(args[2])
-    return lambda: stoppable_command(lambda: run_keygen(out, header), "keygen", KEYGEN_AFTER_STOP)
+    return partial(keygen_run, Path(args[2]), header)
+
+
+def keygen_run(path: Path, header: str) -> int:
+    """Run ``run_keygen`` as a command a stop (SIGTERM, Ctrl-C) ends in one line; its exit code.
+
+    The one way both ``__main__`` modules run a keygen, whether found before their imports
+    (``keygen_command``) or by their own argument handling (the gateway's ``argparse``).
+    """
+    return stoppable_command(lambda: run_keygen(path, header), "keygen", KEYGEN_AFTER_STOP)
 
 
 def run_keygen(path: Path, header: str) -> int:
