@@ -120,6 +120,7 @@ from services.inference import (
     GatewayTrust,
     InferenceClient,
     ReasoningDelta,
+    Signal,
     StopSignal,
     TextDelta,
 )
@@ -186,7 +187,7 @@ class _Generation:
     private: bool = False  # asked in the user's private chat (not a group's, inline or guest)
     left: bool = False  # its conversation was left while it ran (``/new``): no Continue, no Retry
     # Set once it has read which conversation it is asked in (or will read none): ``_opened``.
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: Signal = field(default_factory=Signal)
 
     def with_previous(self) -> list[_Generation]:
         """This answer, and the user's previous one while this one waits for it."""

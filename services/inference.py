@@ -99,13 +99,13 @@ _HTTP_TOO_MANY = 429
 STOPPED = "stopped"
 
 
-class StopSignal:
-    """Asks an answer to stop: set once (it is never cleared), seen by ``is_set``.
+class Signal:
+    """Set once (it is never cleared), seen by ``is_set``, acted on by callbacks or awaited.
 
-    An ``asyncio.Event`` would do, but it keeps a deque of waiters (~0.8 KB) and can only be
-    waited for by a task; this calls its callbacks when set, so whoever acts on a stop (the
-    stream's cancel) needs no task until it is asked. Callbacks run inside ``set``: they must
-    only schedule work, never raise.
+    An ``asyncio.Event`` would do, but it keeps a deque of waiters (~0.8 KB) whether or not
+    anyone waits, and can only be waited for by a task; this calls its callbacks when set, so
+    whoever acts on it needs no task until it is set, and ``wait`` makes a future only while
+    someone waits. Callbacks run inside ``set``: they must only schedule work, never raise.
     """
 
     __slots__ = ("_callbacks", "_set")
@@ -138,6 +138,28 @@ class StopSignal:
         """Forget ``callback`` (registered with ``on_set``; called or gone already: fine)."""
         with contextlib.suppress(ValueError):
             self._callbacks.remove(callback)
+
+    async def wait(self) -> None:
+        """Return once set (at once, if it is)."""
+        if self._set:
+            return
+        done = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.on_set(wake)
+        try:
+            await done
+        finally:
+            self.discard(wake)
+
+
+class StopSignal(Signal):
+    """Asks an answer to stop; the stream's cancel is its callback (no task until asked)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

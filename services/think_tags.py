@@ -42,6 +42,8 @@ Piece = tuple[Literal["text", "thought"], str]
 class ThinkTags:
     """Splits an answer's content deltas into its text and its thinking, as they stream."""
 
+    __slots__ = ("_blanks", "_held", "_indent", "_state")  # one an answer in progress
+
     def __init__(self) -> None:
         self._state: Literal["start", "thinking", "after", "text"] = "start"
         self._held = ""  # what may still turn out to be (the start of) a tag
