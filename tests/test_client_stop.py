@@ -16,7 +16,14 @@ from structlog.testing import capture_logs
 from gateway.limits import Limits
 from sealed.receipt import ReceiptStatus
 from services.errors import ModelStalled, StreamCorrupted
-from services.inference import ChatRequest, Completion, InferenceClient, StopSignal, TextDelta
+from services.inference import (
+    ChatRequest,
+    Completion,
+    InferenceClient,
+    Signal,
+    StopSignal,
+    TextDelta,
+)
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import CLIENT_KEY, run_gateway
@@ -212,3 +219,18 @@ async def test_a_stall_the_gateway_reports_is_model_stalled_with_its_receipt(
     assert receipt is not None
     assert receipt.status is ReceiptStatus.ERROR
     assert receipt.completion_tokens == 3
+
+
+async def test_a_signal_is_awaited_with_no_callback_left_behind() -> None:
+    """``Signal.wait`` returns once set, at once when set; a waiter gone leaves no callback."""
+    signal = Signal()
+    waiters = [asyncio.create_task(signal.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()
+    await asyncio.gather(waiters[0], return_exceptions=True)
+    assert len(signal._callbacks) == 2  # the cancelled waiter's wake is gone
+    assert not any(w.done() for w in waiters[1:])
+    signal.set()
+    await asyncio.gather(*waiters[1:])
+    await asyncio.wait_for(signal.wait(), timeout=1)  # set already: returns at once
+    assert signal._callbacks == []
