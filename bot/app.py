@@ -32,11 +32,12 @@ from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.conflict import PollingConflicts, RefusedToken
-from bot.editing import Editors, Pace
+from bot.editors import Editors
 from bot.intake import INTAKE, Intake, PollIntake
 from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metrics_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.order import ORDER, UpdateOrder
+from bot.pacing import Pace
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.settings import IN_HAND
 from bot.shutdown import IN_FLIGHT, InFlight, Stopping, drain

@@ -213,7 +213,7 @@ def waits_elsewhere() -> None:
     """The update this task handles waits for its chat or for Telegram now: it leaves the count.
 
     Behind its chat's update before it, or letting the chat's next in (``bot.order``); for a
-    chat's pace or a flood wait (``bot.editing``, ``bot.telegram``): a group's notices
+    chat's pace or a flood wait (``bot.pacing``, ``bot.telegram``): a group's notices
     waiting minutes for its pace, or every call waiting out a flood, held the bot's intake
     (each for ``SLOW_S``), and a group's burst of them kept every other chat's updates
     waiting at Telegram. In a task an update's handling started (a detached answer), it lets

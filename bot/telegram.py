@@ -141,11 +141,11 @@ PRESSES_REMEMBERED = 10_000
 # caller set it for its task: a final part's try that waits one was answered, not left
 # unanswered by a slow Telegram (``bot.streaming.delivered``); a group's placeholder raises it
 # instead, to wait in the group's pacer and look again whether its question was withdrawn
-# (``bot.editing.Editors.post``).
+# (``bot.editors.Editors.post``).
 FLOOD_WAITS: ContextVar[Callable[[float], None] | None] = ContextVar("flood_waits", default=None)
 # Asked before the session retries a 5xx, where a caller set it for its task: False, and the 5xx
 # is raised, not retried. A group's placeholder says so once its question was withdrawn as the
-# try was in flight (``bot.editing.Editors.post``): the retry went out unlooked-at, after the
+# try was in flight (``bot.editors.Editors.post``): the retry went out unlooked-at, after the
 # ``/stop``, and posted a placeholder only to say "Stopped.".
 RETRY_WANTED: ContextVar[Callable[[], bool] | None] = ContextVar("retry_wanted", default=None)
 

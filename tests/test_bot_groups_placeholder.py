@@ -16,7 +16,8 @@ import structlog
 from aiogram import Bot
 from aiogram.types import Message
 
-from bot.editing import Editors, Pace
+from bot.editors import Editors
+from bot.pacing import Pace
 from handlers.groups.asking import being_written
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram

@@ -20,7 +20,9 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter
 
-from bot.editing import FINAL_TRIES, Editors, EditSink, Look, Pace, Pacer, Place
+from bot.editing import FINAL_TRIES, EditSink, Look
+from bot.editors import Editors
+from bot.pacing import Pace, Pacer, Place
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import Clock, wait_until

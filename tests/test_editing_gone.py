@@ -8,7 +8,8 @@ progress edit, no final edit, no note, no notice.
 
 from __future__ import annotations
 
-from bot.editing import EditSink, Look, Pace, Pacer, Place
+from bot.editing import EditSink, Look
+from bot.pacing import Pace, Pacer, Place
 from tests.harness import wait_until
 from tests.test_bot_drafts import telegram_and_bot
 

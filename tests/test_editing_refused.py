@@ -27,7 +27,8 @@ from aiogram.types import (
     InputTextMessageContent,
 )
 
-from bot.editing import Editors, Pace
+from bot.editors import Editors
+from bot.pacing import Pace
 from handlers.callbacks import StopAnswer
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram

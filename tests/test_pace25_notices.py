@@ -17,7 +17,8 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
-from bot.editing import Editors, Pace
+from bot.editors import Editors
+from bot.pacing import Pace
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 

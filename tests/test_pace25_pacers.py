@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from bot.editing import Pacers
+from bot.pacing import Pacers
 
 GROUP = -1_001_234_567
 OTHERS = range(10)  # more chats than ``keep`` touching the editors meanwhile
