@@ -4,8 +4,9 @@ The whole stack runs in this process (``tests/botstack.py``: the real bot, gatew
 After a warm-up answer, ``--answers`` questions are asked at once; the fake model holds every
 stream at token ``--hold`` of a 200-word answer, and once each shows a draft up to there,
 tracemalloc (25 frames, started after the warm-up) takes a snapshot. Traces with a frame in the
-gateway's, the fakes' or the tests' code are left out, and so are traces with no frame in the
-bot's packages or aiogram: what remains is the bot's side. Each is put under the holder of its
+gateway's, the fakes' or the tests' code (or the listeners' guard, serving only the gateway
+here) are left out, and so are traces with no frame in the bot's packages or aiogram: what
+remains is the bot's side. Each is put under the holder of its
 newest frame (aiogram's types and pydantic: aiogram's objects; the rest of aiogram: its handling
 of the update; aiohttp; asyncio; our packages), or, when that frame is elsewhere (the standard
 library, C), under the nearest frame that is one of those. Also printed: the aiogram ``Update``
@@ -46,7 +47,13 @@ FRAMES = 25
 OURS = tuple(
     f"{REPO / name}/" for name in ("bot", "handlers", "services", "sealed", "models", "common")
 )
-OTHER = tuple(f"{REPO / name}/" for name in ("gateway", "tests", "playground"))
+# The listeners' guard (``common.connections``) is the gateway's here: the bot polls and serves no
+# request while answers stream, and a gateway connection's state, made in the guard's callbacks,
+# has no frame in gateway/ (counted as the bot's, it added ~8 KB to each answer since 5939918).
+OTHER = (
+    *(f"{REPO / name}/" for name in ("gateway", "tests", "playground")),
+    f"{REPO / 'common' / 'connections.py'}",
+)
 AIOGRAM = f"{Path(aiogram.__file__).parent}/"
 TYPES = (f"{AIOGRAM}types/", f"{AIOGRAM}methods/", f"{Path(pydantic.__file__).parent}/")
 AIOHTTP = f"{Path(aiohttp.__file__).parent}/"
