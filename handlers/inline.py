@@ -13,6 +13,10 @@ questions: nothing is read from or stored in the asker's history unless they opt
 not kept while it streams; a failure, a bug included, is told in the inline message, as the
 errors router tells one (``handlers.failures``), under the part of the answer already shown if
 there is one (it is paid for, and stays), never leaving the placeholder or its stop button.
+A stop button is shown before its answer begins (the article sent, its ``chosen_inline_result``
+not handled yet; a guest answer just posted): each is offered to the chat service as it goes
+out (``ChatService.offer``), so the asker's press then stops the answer ahead, nothing asked or
+charged, and the message says it stopped.
 A message deleted mid-answer stops the answer; a chosen result or guest summons Telegram
 delivers again is not answered twice (``editors.answered``). A summons that fails before its
 answer (Telegram failing to say who the bot is) is told in that one answer: nothing else the
@@ -156,22 +160,28 @@ async def _awaited(call: Awaitable[bool]) -> bool:
     return await call
 
 
-async def on_inline_query(
+async def on_inline_query(  # noqa: PLR0913, PLR0917 -- what the query needs, as aiogram hands it
     query: InlineQuery,
     event_update: Update,
     texts: Texts,
+    chat: ChatService,
     editors: Editors,
     newest: NewestQueries,
 ) -> None:
     """Answer at once: one personal article (or, for an empty query, how to use it).
 
     Unless the same user typed on meanwhile: only the newest query's answer goes
-    (``NewestQueries``).
+    (``NewestQueries``). The article's stop button is offered to the chat service first
+    (``ChatService.offer``): pressed before its answer begins (Telegram tells the bot the
+    article was sent only afterwards, if at all), it stops that answer ahead. An answer
+    Telegram refused or a newer query dropped is withdrawn.
     """
     question = asked_words(query.query)
     link = await editors.deep_link("inline")
+    tag = None
     if question:
-        result = article(texts, new_tag(), question)
+        tag = new_tag()
+        result = article(texts, tag, question)
     else:
         result = InlineQueryResultArticle(
             id=HELP_RESULT,
@@ -186,10 +196,15 @@ async def on_inline_query(
         is_personal=True,
         button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
     )
+    if tag is not None:
+        chat.offer(query.from_user.id, tag)
     try:
-        await newest.answer(query.from_user.id, event_update.update_id, send)
+        sent = await newest.answer(query.from_user.id, event_update.update_id, send)
     except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.query_refused", error=describe(exc))
+        sent = False
+    if tag is not None and not sent:  # (one whose fate is unknown stays: it may show)
+        chat.withdraw(tag)
 
 
 async def on_chosen_result(
@@ -245,7 +260,12 @@ def stop_tag_fits(result_id: str) -> bool:
 async def on_guest_message(
     message: Message, event_update: Update, texts: Texts, chat: ChatService, editors: Editors
 ) -> None:
-    """Summoned where the bot is not a member: answer through answerGuestQuery."""
+    """Summoned where the bot is not a member: answer through answerGuestQuery.
+
+    Its stop button is offered to the chat service before the message goes up
+    (``ChatService.offer``), so its asker's press before the answer begins stops it ahead;
+    withdrawn if Telegram does not post it.
+    """
     bot = message.bot
     if message.guest_query_id is None or message.from_user is None or bot is None:
         return
@@ -276,11 +296,13 @@ async def on_guest_message(
         question = texts("guest_empty_question")
     user = message.from_user
     tag = new_tag()
+    chat.offer(user.id, tag)
     try:
         sent = await bot.answer_guest_query(
             message.guest_query_id, result=article(texts, tag, question or "…")
         )
     except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
+        chat.withdraw(tag)
         log.info("inline.guest_query_refused", error=describe(exc))
         return
     asked = Question(

@@ -27,7 +27,9 @@ reads on to the signed ``stopped`` receipt; the hold, the settlement, the delive
 text and its storage always run to the end. So does shutdown: ``close`` stops every answer
 and waits for each to be settled, delivered and stored. An answer streams for at most
 ``max_answer_seconds``; ``sweep`` releases holds older than the longest an answer can take
-(left by a crash), sparing the answers still running.
+(left by a crash), sparing the answers still running. A stop button shown before its answer
+began (an inline article's, a guest answer's: ``offer``) stops it ahead: once its asker pressed
+it, ``start`` answers nothing, so nothing is held, asked or charged.
 
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
 handler claims the user (``AnswerInProgress`` at once if they have an answer streaming;
@@ -124,7 +126,7 @@ from services.inference import (
     StopSignal,
     TextDelta,
 )
-from services.kept import Kept
+from services.kept import Kept, Offers
 from services.questions import (
     Answer,
     AnswerSink,
@@ -285,6 +287,10 @@ class ChatService:
     _cut: Kept[int | None, str] = field(
         default_factory=lambda: Kept(per_user=KEPT_PER_USER, most=_RETRY_MEMORY), init=False
     )
+    # The stop buttons shown before their answers began (inline, guest): ``offer``
+    _offers: Offers[StopTag] = field(
+        default_factory=lambda: Offers(per_user=KEPT_PER_USER, most=_RETRY_MEMORY), init=False
+    )
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     # user -> their answers' tasks started with ``start``, followups included (``forget``)
@@ -359,9 +365,19 @@ class ChatService:
         is raised here, to the caller, if they already have an answer in progress. The task
         runs ``answer``, then ``followup.answered``; a failure of either (any ``Exception``)
         goes to ``followup.failed`` (``detach``).
+
+        A question whose stop button was offered (``offer``) and pressed by its asker before
+        this is not answered: no credit held, no model asked, nothing charged; its followup is
+        told it stopped with nothing written.
         """
-        self._claim(question).claimed = question
-        task = self.detach(self._answer_then(question, sink, followup), followup.failed)
+        tag = question.stop_tag
+        if tag is not None and self._offers.take(question.user_id, tag):
+            log.info("chat.stopped_ahead", user_id=question.user_id)
+            work = self._stopped_ahead(followup)
+        else:
+            self._claim(question).claimed = question
+            work = self._answer_then(question, sink, followup)
+        task = self.detach(work, followup.failed)
         following = self._following.setdefault(question.user_id, set())
         following.add(task)
         task.add_done_callback(functools.partial(self._followed, question.user_id))
@@ -435,6 +451,27 @@ class ChatService:
     async def _answer_then(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
         await followup.answered(await self.answer(question, sink))
 
+    @staticmethod
+    async def _stopped_ahead(followup: Followup) -> None:
+        """A question stopped before its answer began: it ends as a stop before a word does."""
+        stopped = Answer(
+            text="", model="", stopped=True, finish_reason=None, receipt=None, receipt_valid=False
+        )
+        await followup.answered(stopped)
+
+    def offer(self, user_id: int, stop_tag: StopTag) -> None:
+        """Remember a stop button about to be shown before its answer begins (inline, guest).
+
+        Until ``start`` begins its answer, the asker's press of it stops that answer ahead
+        (``cancel``), and it shows as in progress (``shows``). In memory only, bounded (a
+        user's newest ``KEPT_PER_USER``): a restart, or newer offers, forget it.
+        """
+        self._offers.offer(user_id, stop_tag)
+
+    def withdraw(self, stop_tag: StopTag) -> None:
+        """Forget an offered stop button whose message was not shown (``offer``)."""
+        self._offers.withdraw(stop_tag)
+
     async def _detached(
         self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
     ) -> None:
@@ -458,15 +495,18 @@ class ChatService:
         stops: a late press never stops the next answer, and nobody but the asker stops one.
         The answer ends at the gateway's ``stopped`` receipt (within the client's stop grace):
         what was delivered is kept, shown and charged. Once the stream has ended, nothing is
-        left to stop.
+        left to stop. A button offered before its answer began (``offer``) stops it ahead: its
+        asker's press is remembered, and ``start`` then answers nothing.
         """
         generation = self._active.get(user_id)
-        if generation is None or not generation.stoppable:
-            return False
-        if stop_tag is not None and generation.stop_tag != stop_tag:
-            return False
-        generation.stop.set()
-        return True
+        if (
+            generation is not None
+            and generation.stoppable
+            and (stop_tag is None or generation.stop_tag == stop_tag)
+        ):
+            generation.stop.set()
+            return True
+        return stop_tag is not None and self._offers.press(user_id, stop_tag)
 
     def streams_elsewhere(self, user_id: int) -> bool:
         """Whether the answer ``cancel`` would stop is written outside the user's private chat.
@@ -481,11 +521,14 @@ class ChatService:
     def shows(self, stop_tag: StopTag) -> bool:
         """Whether an answer (anyone's) under the stop button ``stop_tag`` is in progress.
 
-        None is once it has ended, or for a button whose answer never began: a placeholder
-        Telegram took without the bot learning which message it is (the send timed out, or
-        its reply named none) keeps a stop button nothing stands behind.
+        One offered and not begun yet (``offer``) is. None is once it has ended, or for a
+        button whose answer never began: a placeholder Telegram took without the bot learning
+        which message it is (the send timed out, or its reply named none) keeps a stop button
+        nothing stands behind.
         """
-        return any(g.stop_tag == stop_tag for g in self._generations())
+        return self._offers.offered(stop_tag) or any(
+            g.stop_tag == stop_tag for g in self._generations()
+        )
 
     async def close(self, within: float | None = None) -> None:
         """Stop every answer and title request in progress; wait until each is settled.

@@ -8,11 +8,16 @@ newest entry is oldest let go first, so no one can grow it without end.
 
 ``Firsts`` remembers what was seen once already (a place answered, a button's message pressed,
 an edit told of), the newest ``size``, so that each is acted on once.
+
+``Offers`` remembers the stop buttons shown before their answers began (an inline article's, a
+guest answer's), each with whether its asker pressed it meanwhile: a user's newest
+``per_user``, ``most`` in all, the oldest let go first.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -100,3 +105,71 @@ class Kept(Generic[K, V]):
     def drop(self, user_id: int) -> None:
         """Let go of everything kept for the user (their data is being erased)."""
         self._count -= len(self._users.pop(user_id, ()))
+
+
+@dataclass(slots=True)
+class _Offer:
+    user_id: int
+    pressed: bool = False
+
+
+class Offers(Generic[K]):
+    """Stop buttons offered to users before their answers began: whose, and whether pressed.
+
+    In memory only, bounded: a user's newest ``per_user`` and ``most`` in all, the oldest
+    offer let go first (its press then finds nothing, as for an answer that has ended).
+    """
+
+    def __init__(self, *, per_user: int, most: int) -> None:
+        self._per_user = per_user
+        self._most = most
+        self._offers: OrderedDict[K, _Offer] = OrderedDict()  # oldest first
+        self._users: dict[int, OrderedDict[K, None]] = {}  # each user's, oldest first
+
+    def __len__(self) -> int:
+        """How many offers are remembered, all users together."""
+        return len(self._offers)
+
+    def offer(self, user_id: int, key: K) -> None:
+        """Remember ``key`` as offered to the user (not pressed), their newest."""
+        self.withdraw(key)
+        self._offers[key] = _Offer(user_id)
+        own = self._users.setdefault(user_id, OrderedDict())
+        own[key] = None
+        while len(own) > self._per_user:
+            self.withdraw(next(iter(own)))
+        while len(self._offers) > self._most:
+            self.withdraw(next(iter(self._offers)))
+
+    def withdraw(self, key: K) -> None:
+        """Forget the offer of ``key``, if there is one (its button was never shown)."""
+        offer = self._offers.pop(key, None)
+        if offer is None:
+            return
+        own = self._users[offer.user_id]
+        del own[key]
+        if not own:
+            del self._users[offer.user_id]
+
+    def offered(self, key: K) -> bool:
+        """Whether ``key`` is remembered as offered (to anyone)."""
+        return key in self._offers
+
+    def press(self, user_id: int, key: K) -> bool:
+        """The user pressed ``key``: True (now marked pressed) if it was offered to them."""
+        offer = self._offers.get(key)
+        if offer is None or offer.user_id != user_id:
+            return False
+        offer.pressed = True
+        return True
+
+    def take(self, user_id: int, key: K) -> bool:
+        """The answer under ``key`` begins for the user: forget its offer; whether it was pressed.
+
+        Another user's offer stays as it is (False).
+        """
+        offer = self._offers.get(key)
+        if offer is None or offer.user_id != user_id:
+            return False
+        self.withdraw(key)
+        return offer.pressed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.kept import Kept
+from services.kept import Kept, Offers
 
 
 def test_a_user_keeps_their_newest_and_the_oldest_user_goes_first() -> None:
@@ -51,3 +51,32 @@ def test_discard_lets_go_of_the_values_it_picks_and_only_the_users() -> None:
     assert (kept.get(1, "b"), len(kept)) == (None, 1)
     kept.put(1, "d", (None, "new"))  # the user starts afresh
     assert len(kept) == 2
+
+
+def test_an_offer_is_its_users_to_press_and_is_taken_once() -> None:
+    offers: Offers[str] = Offers(per_user=8, most=100)
+    offers.offer(1, "a")
+    offers.offer(1, "b")
+    assert [offers.press(2, "a"), offers.press(1, "a"), offers.press(1, "z")] == [
+        False,  # another user's press is not the asker's
+        True,
+        False,  # never offered
+    ]
+    assert [offers.offered("a"), offers.offered("b"), offers.offered("z")] == [True, True, False]
+    assert [offers.take(2, "a"), offers.take(1, "a"), offers.take(1, "a")] == [False, True, False]
+    assert [offers.offered("a"), offers.take(1, "b"), len(offers)] == [False, False, 0]
+
+
+def test_a_users_ninth_offer_lets_their_first_go_and_all_are_bounded() -> None:
+    offers: Offers[str] = Offers(per_user=8, most=10)
+    for n in range(9):
+        offers.offer(1, f"u1-{n}")
+    assert [offers.offered(f"u1-{n}") for n in range(9)] == [False] + [True] * 8
+    assert not offers.press(1, "u1-0")
+    offers.offer(2, "u2-0")
+    offers.offer(2, "u2-1")
+    offers.offer(3, "u3-0")  # eleven offered, ten kept in all: the oldest goes
+    assert [offers.offered("u1-1"), offers.offered("u1-2"), len(offers)] == [False, True, 10]
+    offers.withdraw("u2-0")
+    offers.withdraw("never")
+    assert [offers.offered("u2-0"), offers.offered("u2-1"), len(offers)] == [False, True, 9]
