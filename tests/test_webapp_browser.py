@@ -193,6 +193,21 @@ async def ready(page: Page) -> None:
     await page.wait_for_selector("body[data-ready=true]", timeout=15000)
 
 
+async def seen_by_both(writer: Page, reader: Page) -> None:
+    """Wait until ``writer`` has kept its exchange and ``reader`` reads the history it wrote.
+
+    ``answered`` returns once the answer is told complete; the page keeps the exchange after
+    that (the send button is back once it has), and another page of the device reads that
+    write only a moment later (each renderer holds its copy of the storage, told of the other's
+    writes). A page reloaded before then read the history as it was before the write.
+    """
+    await writer.wait_for_selector("#send[data-state=send]", timeout=15000)
+    read = f"localStorage.getItem({HISTORY_SLOT!r})"
+    async with asyncio.timeout(15):
+        while await reader.evaluate(read) != await writer.evaluate(read):  # noqa: ASYNC110 -- polled from outside the pages
+            await asyncio.sleep(0.02)
+
+
 async def ready_page(browser: Browser, stack: MiniStack, keychain: Keychain) -> Page:
     """A new page of the user in the fake Telegram app, opened and ready."""
     page = await open_page(browser, page_url(stack.base, init_data()), keychain)
@@ -1519,6 +1534,7 @@ async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
         await answered(first, "And the red one?")
         # The erased exchange is off the first page's screen too.
         assert await first.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await seen_by_both(first, second)
         await second.reload()
         await ready(second)
         assert await second.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
@@ -1756,6 +1772,7 @@ async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_hist
             assert "forgotten on another page" in await first.inner_text("#notice")
         await answered(first, "And the green one?")
         assert await first.locator(".bubble.user").all_inner_texts() == ["And the green one?"]
+        await seen_by_both(first, second)
         await second.reload()
         await ready(second)
         assert await second.locator(".bubble").all_inner_texts() == ["And the green one?", ANSWER]
