@@ -196,10 +196,10 @@ async def ready(page: Page) -> None:
 async def seen_by_both(writer: Page, reader: Page) -> None:
     """Wait until ``writer`` has kept its exchange and ``reader`` reads the history it wrote.
 
-    ``answered`` returns once the answer is told complete; the page keeps the exchange after
-    that (the send button is back once it has), and another page of the device reads that
-    write only a moment later (each renderer holds its copy of the storage, told of the other's
-    writes). A page reloaded before then read the history as it was before the write.
+    ``answered`` returns once the writer has kept the exchange (its send button back); another
+    page of the device reads that write only a moment later (each renderer holds its copy of
+    the storage, told of the other's writes). A page reloaded before then read the history as
+    it was before the write.
     """
     await writer.wait_for_selector("#send[data-state=send]", timeout=15000)
     read = f"localStorage.getItem({HISTORY_SLOT!r})"
@@ -228,9 +228,14 @@ async def ask(page: Page, question: str) -> None:
 
 
 async def answered(page: Page, question: str) -> None:
-    """Ask ``question`` in ``page`` and wait until its answer is complete."""
+    """Ask ``question`` in ``page``; wait until its answer is complete and its exchange kept.
+
+    The page keeps the exchange after it tells the answer complete, and sets its send button
+    back once it has: a reload before then cut the keeping short.
+    """
     await ask(page, question)
     await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+    await page.wait_for_selector("#send[data-state=send]", timeout=15000)
 
 
 def assert_unread(stack: MiniStack, logs: list[Any], *texts: str) -> None:
