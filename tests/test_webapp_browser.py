@@ -1663,6 +1663,7 @@ async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_o
         await second.click("#forget")
         await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
         await first.wait_for_selector("#notice[data-status=complete]", timeout=30000)
+        await seen_by_both(first, second)  # a late keeping of the answer would show below
         await second.reload()
         await ready(second)
         assert await second.locator(".bubble").count() == 0
